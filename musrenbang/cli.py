@@ -1,0 +1,88 @@
+"""The `musrenbang` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from musrenbang.config import Settings, get_settings
+from musrenbang.logging import configure_logging
+
+
+def _app_engine(settings: Settings):  # type: ignore[no-untyped-def]
+    from musrenbang.events.db import app_url, create_engine
+    from musrenbang.stack import owner_url
+
+    return create_engine(app_url(owner_url(settings), settings.app_db_user, settings.app_db_password))
+
+
+async def _audit_verify(settings: Settings) -> int:
+    from musrenbang.events.verify import verify_all
+
+    engine = _app_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            result = await verify_all(conn)
+    finally:
+        await engine.dispose()
+    if result.ok:
+        print(f"log intact: {result.checked} events verified")
+        return 0
+    print(
+        f"log BROKEN in {result.log_id} at seq {result.first_bad_seq}: {result.problem} "
+        f"({result.checked} events verified before it)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _migrate(settings: Settings) -> int:
+    from musrenbang.events.db import migrate
+    from musrenbang.stack import owner_url
+
+    migrate(owner_url(settings), settings.app_db_user, settings.app_db_password)
+    print("database schema is up to date")
+    return 0
+
+
+async def _rebuild(settings: Settings) -> int:
+    from musrenbang.events.projections import rebuild
+
+    engine = _app_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            count = await rebuild(conn)
+    finally:
+        await engine.dispose()
+    print(f"read models rebuilt from {count} events")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="musrenbang", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="bring the database schema up to date (as the owner)")
+    audit = sub.add_parser("audit", help="auditor commands")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="verify the whole log; exit 0 when intact")
+    audit_sub.add_parser("rebuild", help="rebuild the read models from the log")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.resolved_log_format, settings.log_level)
+    if args.command == "migrate":
+        return _migrate(settings)
+    if args.command == "audit" and args.audit_command == "verify":
+        return asyncio.run(_audit_verify(settings))
+    if args.command == "audit" and args.audit_command == "rebuild":
+        return asyncio.run(_rebuild(settings))
+    raise SystemExit(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Current state of an usulan, a forum and a cycle, folded from their events.
+
+Pure functions over plain JSON values, shared by the read models (projections), the
+`as_of` reads and the workflows' own bookkeeping, so all three agree by construction.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+State = dict[str, Any]
+Reducer = Callable[[State, dict[str, Any]], None]
+
+_PROPOSAL_STATUS = {
+    "ProposalAccepted": "accepted",
+    "ProposalRevised": "accepted",
+    "ProposalRejected": "rejected",
+    "ProposalDeferred": "deferred",
+    "ProposalForwarded": "forwarded",
+    "ProposalIncluded": "included",
+    "ProposalNotAccommodated": "not_accommodated",
+    "ProposalNotDeliberated": "not_deliberated",
+}
+
+
+def _submitted(state: State, payload: dict[str, Any]) -> None:
+    state.update(
+        proposal_id=payload["proposal_id"],
+        cycle_id=payload.get("cycle_id"),
+        kind=payload.get("kind", "musrenbang"),
+        stage=payload.get("stage"),
+        unit=payload.get("unit"),
+        origin={"stage": payload.get("stage"), "unit": payload.get("unit")},
+        status="submitted",
+        details=dict(payload.get("details", {})),
+        proposer=payload.get("proposer"),
+    )
+
+
+def _revised(state: State, payload: dict[str, Any]) -> None:
+    state.setdefault("details", {}).update(payload.get("changes", {}))
+    state["revisions"] = state.get("revisions", 0) + 1
+
+
+def _reasoned(state: State, payload: dict[str, Any]) -> None:
+    state["reason"] = {"code": payload.get("reason_code"), "text": payload.get("reason")}
+
+
+def _merged(state: State, payload: dict[str, Any]) -> None:
+    if "into" in payload:
+        state["status"] = "merged"
+        state["merged_into"] = payload["into"]
+    if "absorbed" in payload:
+        state.setdefault("merged_from", []).append(payload["absorbed"])
+
+
+def _prioritized(state: State, payload: dict[str, Any]) -> None:
+    state["priority"] = {"rank": payload.get("rank"), "scores": payload.get("scores", {})}
+
+
+def _forwarded(state: State, payload: dict[str, Any]) -> None:
+    state["path"] = [*state.get("path", []), {"stage": state.get("stage"), "unit": state.get("unit")}]
+    state["stage"] = payload["to_stage"]
+    state["unit"] = payload["to_unit"]
+    state["status"] = "submitted"
+    state.pop("priority", None)
+
+
+def _assigned(state: State, payload: dict[str, Any]) -> None:
+    details = state.setdefault("details", {})
+    for key in ("opd_akhir", "sub_kegiatan"):
+        if key in payload:
+            details[key] = payload[key]
+
+
+_PROPOSAL_REDUCERS: dict[str, Reducer] = {
+    "ProposalSubmitted": _submitted,
+    "PokirSubmitted": _submitted,
+    "ProposalRevised": _revised,
+    "ProposalRejected": _reasoned,
+    "ProposalDeferred": _reasoned,
+    "ProposalNotAccommodated": _reasoned,
+    "ProposalNotDeliberated": _reasoned,
+    "ProposalMerged": _merged,
+    "ProposalPrioritized": _prioritized,
+    "ProposalForwarded": _forwarded,
+    "ProposalAssigned": _assigned,
+}
+
+
+def evolve_proposal(state: State | None, event_type: str, payload: dict[str, Any]) -> State:
+    """The usulan's state after one more event (a new dict; the input is not changed)."""
+    new: State = _copy(state)
+    reducer = _PROPOSAL_REDUCERS.get(event_type)
+    if reducer is not None:
+        reducer(new, payload)
+    status = _PROPOSAL_STATUS.get(event_type)
+    if status is not None and new.get("status") != "merged":
+        new["status"] = status
+    new["last_event"] = event_type
+    return new
+
+
+def evolve_forum(state: State | None, event_type: str, payload: dict[str, Any]) -> State:
+    new: State = _copy(state)
+    if event_type == "ForumOpened":
+        new.update(
+            forum_id=payload["forum_id"],
+            cycle_id=payload.get("cycle_id"),
+            stage=payload.get("stage"),
+            unit=payload.get("unit"),
+            deadline=payload.get("deadline"),
+            pagu=payload.get("pagu"),
+            status="open",
+        )
+    elif event_type == "DeadlineExtended":
+        new["deadline"] = payload["new_deadline"]
+        new["status"] = "open"
+    elif event_type == "DeadlineMissed":
+        new["status"] = "overdue"
+    elif event_type == "EscalationRaised":
+        new["escalated_to"] = payload.get("to")
+    elif event_type in ("ForumClosed", "ForumAutoClosed"):
+        new["status"] = "closed"
+        new["closed_by"] = "system" if event_type == "ForumAutoClosed" else "coordinator"
+        new["berita_acara"] = payload.get("berita_acara")
+    new["last_event"] = event_type
+    return new
+
+
+def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) -> State:
+    new: State = _copy(state)
+    if event_type == "CycleOpened":
+        new.update(
+            cycle_id=payload["cycle_id"],
+            region=payload.get("region"),
+            year=payload.get("year"),
+            template=payload.get("template"),
+            stages=payload.get("stages", []),
+            status="open",
+        )
+    elif event_type == "StageOpened":
+        new["current_stage"] = payload["stage"]
+        new.setdefault("opened_stages", []).append(payload["stage"])
+    elif event_type == "RkpdAdopted":
+        new["status"] = "adopted"
+        new["rkpd"] = {k: payload[k] for k in ("perkada", "items", "total_cost") if k in payload}
+    new["last_event"] = event_type
+    return new
+
+
+def _copy(state: State | None) -> State:
+    return copy.deepcopy(state) if state else {}

@@ -1,0 +1,42 @@
+"""Database connections: the owner (migrations) and the application role (everything else)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _psycopg(url: str | URL) -> URL:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def app_url(owner_url: str | URL, user: str, password: str) -> URL:
+    """The same server and database, as the application role."""
+    return _psycopg(owner_url).set(username=user, password=password)
+
+
+def migrate(owner_url: str | URL, app_user: str, app_password: str) -> None:
+    """Brings the schema to the newest revision, as the owner."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["owner_url"] = _psycopg(owner_url)
+    config.attributes["app_role"] = app_user
+    config.attributes["app_password"] = app_password
+    command.upgrade(config, "head")
+
+
+def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        _psycopg(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        connect_args={"options": "-c timezone=UTC"},
+    )

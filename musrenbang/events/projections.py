@@ -1,0 +1,111 @@
+"""Read models (current state of each usulan, forum and cycle), kept in step with the log.
+
+They are written in the same transaction as the events that change them, and
+:func:`rebuild` recreates them from the log alone, so they are never evidence in
+themselves: the log is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from musrenbang.domain.records import State, evolve_cycle, evolve_forum, evolve_proposal
+from musrenbang.events.model import StoredEvent
+
+
+@dataclass(frozen=True)
+class _ReadModel:
+    table: str
+    key: str
+    evolve: Callable[[State | None, str, dict[str, Any]], State]
+    placed: bool  # has stage/unit columns
+
+
+READ_MODELS: dict[str, _ReadModel] = {
+    "proposal": _ReadModel("read.proposals", "proposal_id", evolve_proposal, placed=True),
+    "forum": _ReadModel("read.forums", "forum_id", evolve_forum, placed=True),
+    "cycle": _ReadModel("read.cycles", "cycle_id", evolve_cycle, placed=False),
+}
+
+
+def split_stream(stream: str) -> tuple[str, str]:
+    kind, _, ident = stream.partition(":")
+    return kind, ident
+
+
+async def project(conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
+    """Applies events (in seq order) to the read models, one read and one write per table."""
+    by_kind: dict[str, list[StoredEvent]] = {}
+    for event in events:
+        kind, _ = split_stream(event.stream)
+        if kind in READ_MODELS:
+            by_kind.setdefault(kind, []).append(event)
+    for kind, batch in by_kind.items():
+        await _project_kind(conn, READ_MODELS[kind], batch)
+
+
+async def _project_kind(conn: AsyncConnection, model: _ReadModel, batch: list[StoredEvent]) -> None:
+    ids = sorted({split_stream(e.stream)[1] for e in batch})
+    rows = await conn.execute(
+        text(f"SELECT {model.key} AS id, state FROM {model.table} WHERE {model.key} = ANY(:ids)"),  # noqa: S608 - table names are constants
+        {"ids": ids},
+    )
+    states: dict[str, State] = {row.id: row.state for row in rows}
+    latest: dict[str, StoredEvent] = {}
+    for event in batch:
+        ident = split_stream(event.stream)[1]
+        states[ident] = model.evolve(states.get(ident), event.type, event.payload)
+        latest[ident] = event
+    await conn.execute(text(_upsert_sql(model)), [_row(model, i, states[i], latest[i]) for i in ids])
+
+
+def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": ident,
+        "log_id": event.log_id,
+        "cycle_id": state.get("cycle_id"),
+        "status": state.get("status", "unknown"),
+        "state": json.dumps(state, sort_keys=True, ensure_ascii=False),
+        "version": event.version,
+        "last_seq": event.seq,
+        "updated_at": event.occurred_at,
+    }
+    if model.placed:
+        row["stage"] = state.get("stage")
+        row["unit"] = state.get("unit")
+    return row
+
+
+def _upsert_sql(model: _ReadModel) -> str:
+    cols = ["log_id", "status", "state", "version", "last_seq", "updated_at"]
+    if model.key != "cycle_id":
+        cols.append("cycle_id")
+    if model.placed:
+        cols += ["stage", "unit"]
+    values = ", ".join(f"CAST(:{c} AS jsonb)" if c == "state" else f":{c}" for c in cols)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
+    return (
+        f"INSERT INTO {model.table} ({model.key}, {', '.join(cols)}) VALUES (:id, {values}) "  # noqa: S608
+        f"ON CONFLICT ({model.key}) DO UPDATE SET {updates}"
+    )
+
+
+async def rebuild(conn: AsyncConnection, *, page: int = 5000) -> int:
+    """Recreates every read model from the log; returns how many events were replayed."""
+    for model in READ_MODELS.values():
+        await conn.execute(text(f"DELETE FROM {model.table}"))  # noqa: S608
+    from musrenbang.events.store import iter_log
+
+    count = 0
+    logs = (await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))).scalars()
+    for log_id in list(logs):
+        async for chunk in iter_log(conn, log_id, page=page):
+            await project(conn, chunk)
+            count += len(chunk)
+    return count

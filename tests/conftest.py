@@ -1,0 +1,76 @@
+"""Shared fixtures: one real PostgreSQL server per session (the embedded wheel, or
+MUSRENBANG_DATABASE_URL), and a fresh database per test cloned from a migrated template."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from musrenbang.events.db import app_url, create_engine, migrate
+from musrenbang.stack import ensure_database, start_embedded_postgres
+
+APP_USER = "musrenbang_app"
+APP_PASSWORD = "musrenbang_app"
+TEMPLATE = "musrenbang_test_template"
+
+
+def _conninfo(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[URL]:
+    """The owner URL of a PostgreSQL server (database `postgres`)."""
+    external = os.environ.get("MUSRENBANG_DATABASE_URL")
+    if external:
+        yield make_url(external).set(database="postgres")
+        return
+    with tempfile.TemporaryDirectory(prefix="musrenbang-pg-") as tmp:
+        yield start_embedded_postgres(Path(tmp) / "pgdata")
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: URL) -> URL:
+    with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+    url = ensure_database(pg_server, TEMPLATE)
+    migrate(url, APP_USER, APP_PASSWORD)
+    return url
+
+
+@pytest.fixture
+def owner_db(pg_server: URL, pg_template: URL) -> Iterator[URL]:
+    """A fresh, migrated database for one test; its owner URL."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+        )
+    yield pg_server.set(database=name)
+    with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+async def engine(owner_db: URL) -> AsyncIterator[AsyncEngine]:
+    """An engine connected as the application role (INSERT and SELECT on events only)."""
+    eng = create_engine(app_url(owner_db, APP_USER, APP_PASSWORD))
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def owner_engine(owner_db: URL) -> AsyncIterator[AsyncEngine]:
+    """An engine connected as the owner (a superuser on the embedded server)."""
+    eng = create_engine(owner_db)
+    yield eng
+    await eng.dispose()
