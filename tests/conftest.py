@@ -41,7 +41,9 @@ def pg_server() -> Iterator[URL]:
 @pytest.fixture(scope="session")
 def pg_template(pg_server: URL) -> URL:
     with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
+        )
     url = ensure_database(pg_server, TEMPLATE)
     migrate(url, APP_USER, APP_PASSWORD)
     return url
@@ -53,11 +55,15 @@ def owner_db(pg_server: URL, pg_template: URL) -> Iterator[URL]:
     name = f"t_{uuid.uuid4().hex[:16]}"
     with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
         )
     yield pg_server.set(database=name)
     with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

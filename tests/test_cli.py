@@ -21,11 +21,17 @@ def _verify(owner_db: URL) -> subprocess.CompletedProcess[str]:
     }
     return subprocess.run(
         [sys.executable, "-m", "musrenbang.cli", "audit", "verify"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
-async def test_audit_verify_exit_codes(engine: AsyncEngine, owner_engine: AsyncEngine, owner_db: URL) -> None:
+async def test_audit_verify_exit_codes(
+    engine: AsyncEngine, owner_engine: AsyncEngine, owner_db: URL
+) -> None:
     async with engine.begin() as conn:
         await append_events(conn, "36.71", [submitted(f"p{i}") for i in range(5)])
     intact = _verify(owner_db)
@@ -34,7 +40,11 @@ async def test_audit_verify_exit_codes(engine: AsyncEngine, owner_engine: AsyncE
 
     async with owner_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit.events DISABLE TRIGGER USER"))
-        await conn.execute(text("UPDATE audit.events SET recorded_at = recorded_at + interval '1 day' WHERE seq = 4"))
+        await conn.execute(
+            text(
+                "UPDATE audit.events SET recorded_at = recorded_at + interval '1 day' WHERE seq = 4"
+            )
+        )
     broken = _verify(owner_db)
     assert broken.returncode == 1
     assert "at seq 4" in broken.stderr

@@ -37,32 +37,28 @@ CREATE TABLE audit.logs (
 -- The event log. `content` is the event's RFC 8785 canonical JSON, the one source of
 -- truth: every descriptive column is generated from it, so none can be changed apart
 -- from it, and `content`, `version` and `recorded_at` are all covered by `hash`.
+-- The generated columns parse `content` as json (a validating scan), not jsonb (a
+-- tree build): it is several times cheaper on the append path.
 CREATE TABLE audit.events (
-    log_id          text        NOT NULL REFERENCES audit.logs (log_id),
+    log_id          text        NOT NULL,
     seq             bigint      NOT NULL,
     content         text        NOT NULL,
     version         bigint      NOT NULL,
     recorded_at     timestamptz NOT NULL,
     prev_hash       bytea       NOT NULL,
     hash            bytea       NOT NULL,
-    idempotency_key text        NOT NULL,
-    event_id        uuid        GENERATED ALWAYS AS (((content::jsonb) ->> 'event_id')::uuid) STORED,
-    stream          text        GENERATED ALWAYS AS ((content::jsonb) ->> 'stream') STORED,
-    type            text        GENERATED ALWAYS AS ((content::jsonb) ->> 'type') STORED,
-    schema_version  integer     GENERATED ALWAYS AS (((content::jsonb) ->> 'schema_version')::integer) STORED,
-    payload         jsonb       GENERATED ALWAYS AS ((content::jsonb) -> 'payload') STORED,
-    actor           jsonb       GENERATED ALWAYS AS ((content::jsonb) -> 'actor') STORED,
-    metadata        jsonb       GENERATED ALWAYS AS ((content::jsonb) -> 'metadata') STORED,
-    occurred_at     timestamptz GENERATED ALWAYS AS (audit.utc_timestamp((content::jsonb) ->> 'occurred_at')) STORED,
-    cycle_id        text        GENERATED ALWAYS AS ((content::jsonb) -> 'metadata' ->> 'cycle_id') STORED,
+    idempotency_key text        GENERATED ALWAYS AS ((content::json) ->> 'idempotency_key') STORED,
+    stream          text        GENERATED ALWAYS AS ((content::json) ->> 'stream') STORED,
+    type            text        GENERATED ALWAYS AS ((content::json) ->> 'type') STORED,
+    cycle_id        text        GENERATED ALWAYS AS ((content::json) -> 'metadata' ->> 'cycle_id') STORED,
+    occurred_at     timestamptz GENERATED ALWAYS AS (audit.utc_timestamp((content::json) ->> 'occurred_at')) STORED,
+    payload         jsonb       GENERATED ALWAYS AS (((content::json) -> 'payload')::jsonb) STORED,
+    actor           jsonb       GENERATED ALWAYS AS (((content::json) -> 'actor')::jsonb) STORED,
     PRIMARY KEY (log_id, seq),
     CONSTRAINT events_idempotency_key_key UNIQUE (idempotency_key),
-    CONSTRAINT events_event_id_key UNIQUE (event_id),
     CONSTRAINT events_stream_version_key UNIQUE (stream, version),
     CONSTRAINT events_seq_positive CHECK (seq > 0),
-    CONSTRAINT events_hash_length CHECK (octet_length(hash) = 32 AND octet_length(prev_hash) = 32),
-    CONSTRAINT events_key_matches CHECK (idempotency_key = (content::jsonb) ->> 'idempotency_key'),
-    CONSTRAINT events_log_matches CHECK (log_id = (content::jsonb) ->> 'log_id')
+    CONSTRAINT events_hash_length CHECK (octet_length(hash) = 32 AND octet_length(prev_hash) = 32)
 );
 CREATE INDEX events_type_idx ON audit.events (type, log_id, seq);
 CREATE INDEX events_cycle_idx ON audit.events (cycle_id, log_id, seq) WHERE cycle_id IS NOT NULL;
@@ -102,19 +98,22 @@ DECLARE
     v_hash      bytea;
     v_now       timestamptz := now();
     v_now_text  text := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-    v_existing  integer;
-    o_seq       bigint[] := array_fill(NULL::bigint, ARRAY[n]);
-    o_hash      bytea[] := array_fill(NULL::bytea, ARRAY[n]);
-    o_version   bigint[] := array_fill(NULL::bigint, ARRAY[n]);
-    o_recorded  timestamptz[] := array_fill(NULL::timestamptz, ARRAY[n]);
-    o_replayed  boolean[] := array_fill(true, ARRAY[n]);
-    o_prev      bytea[] := array_fill(NULL::bytea, ARRAY[n]);
-    new_idx     integer[] := '{}';
+    -- outputs, in input order
+    o_seq       bigint[] := '{}';
+    o_hash      bytea[] := '{}';
+    o_version   bigint[] := '{}';
+    o_recorded  timestamptz[] := '{}';
+    o_replayed  boolean[] := '{}';
+    -- the events to insert
+    i_seq       bigint[] := '{}';
+    i_content   text[] := '{}';
+    i_version   bigint[] := '{}';
+    i_prev      bytea[] := '{}';
+    i_hash      bytea[] := '{}';
     versions    bigint[];
-    actual      bigint;
+    known       record;
     r           record;
-    i           integer;
-    j           integer;
+    j           integer := 0;
 BEGIN
     IF n IS NULL OR n = 0 THEN
         RETURN;
@@ -131,71 +130,68 @@ BEGIN
           FROM audit.logs l WHERE l.log_id = p_log_id FOR UPDATE;
     END IF;
 
-    -- Idempotency, under the lock: the same key with the same content answers with the
-    -- original (seq, hash); the same key with other content is refused.
-    SELECT count(*) INTO v_existing FROM audit.events e WHERE e.idempotency_key = ANY (p_keys);
-    IF v_existing = 0 THEN
-        new_idx := ARRAY(SELECT generate_series(1, n));
-    ELSE
-        FOR i IN 1 .. n LOOP
-            SELECT e.content, e.seq, e.hash, e.version, e.recorded_at INTO r
-              FROM audit.events e WHERE e.idempotency_key = p_keys[i];
-            IF FOUND THEN
-                IF r.content <> p_contents[i] THEN
-                    RAISE EXCEPTION 'idempotency key % was already used for different content (seq %)',
-                        p_keys[i], r.seq
-                        USING ERRCODE = 'MR001', DETAIL = p_keys[i];
-                END IF;
-                o_seq[i] := r.seq; o_hash[i] := r.hash; o_version[i] := r.version;
-                o_recorded[i] := r.recorded_at;
-            ELSE
-                new_idx := new_idx || i;
+    -- Stream versions, set-based: the stream's current version plus the event's place
+    -- among that stream's events in the batch (events already recorded excluded).
+    SELECT array_agg(x.ver ORDER BY x.ord) INTO versions FROM (
+        SELECT t.ord,
+               CASE WHEN t.known THEN NULL ELSE coalesce(m.maxv, 0)
+                    + count(*) FILTER (WHERE NOT t.known)
+                      OVER (PARTITION BY t.stream ORDER BY t.ord) END AS ver
+          FROM (SELECT u.stream, u.ord, EXISTS (
+                       SELECT 1 FROM audit.events e WHERE e.idempotency_key = u.key) AS known
+                  FROM unnest(p_streams, p_keys) WITH ORDINALITY AS u(stream, key, ord)) t
+          LEFT JOIN (SELECT e.stream, max(e.version) AS maxv FROM audit.events e
+                      WHERE e.stream = ANY (p_streams) GROUP BY e.stream) m
+            ON m.stream = t.stream
+    ) x;
+
+    FOR r IN SELECT u.key, u.content, u.stream, u.expected, u.ord
+               FROM unnest(p_keys, p_contents, p_streams, p_expected)
+                    WITH ORDINALITY AS u(key, content, stream, expected, ord)
+    LOOP
+        IF versions[r.ord] IS NULL THEN
+            -- Idempotency, under the lock: the same key with the same content answers
+            -- with the original (seq, hash); the same key with other content is refused.
+            SELECT e.content, e.seq, e.hash, e.version, e.recorded_at INTO known
+              FROM audit.events e WHERE e.idempotency_key = r.key;
+            IF known.content <> r.content THEN
+                RAISE EXCEPTION 'idempotency key % was already used for different content (seq %)',
+                    r.key, known.seq
+                    USING ERRCODE = 'MR001', DETAIL = r.key;
             END IF;
-        END LOOP;
-    END IF;
+            o_seq := o_seq || known.seq; o_hash := o_hash || known.hash;
+            o_version := o_version || known.version; o_recorded := o_recorded || known.recorded_at;
+            o_replayed := o_replayed || true;
+            CONTINUE;
+        END IF;
+        IF r.expected IS NOT NULL AND r.expected <> versions[r.ord] - 1 THEN
+            RAISE EXCEPTION 'stream % is at version %, expected %',
+                r.stream, versions[r.ord] - 1, r.expected
+                USING ERRCODE = 'MR002',
+                      DETAIL = json_build_object('stream', r.stream, 'expected', r.expected,
+                                                 'actual', versions[r.ord] - 1)::text;
+        END IF;
+        v_seq := v_seq + 1;
+        i_prev := i_prev || v_hash;
+        v_hash := sha256('\\x00'::bytea || v_hash || int8send(v_seq) || convert_to(
+            '{"event":' || r.content || ',"recorded_at":"' || v_now_text
+            || '","version":' || versions[r.ord] || '}', 'UTF8'));
+        i_seq := i_seq || v_seq; i_content := i_content || r.content;
+        i_version := i_version || versions[r.ord]; i_hash := i_hash || v_hash;
+        o_seq := o_seq || v_seq; o_hash := o_hash || v_hash;
+        o_version := o_version || versions[r.ord]; o_recorded := o_recorded || v_now;
+        o_replayed := o_replayed || false;
+        j := j + 1;
+    END LOOP;
 
-    IF cardinality(new_idx) > 0 THEN
-        -- Stream versions for the new events, set-based: current max + position in batch.
-        SELECT array_agg(x.ver ORDER BY x.ord) INTO versions FROM (
-            SELECT t.ord, coalesce(m.maxv, 0)
-                   + row_number() OVER (PARTITION BY t.stream ORDER BY t.ord) AS ver
-              FROM unnest(ARRAY(SELECT p_streams[k] FROM unnest(new_idx) AS k))
-                   WITH ORDINALITY AS t(stream, ord)
-              LEFT JOIN (SELECT e.stream, max(e.version) AS maxv FROM audit.events e
-                          WHERE e.stream = ANY (p_streams) GROUP BY e.stream) m
-                ON m.stream = t.stream
-        ) x;
-
-        FOR j IN 1 .. cardinality(new_idx) LOOP
-            i := new_idx[j];
-            actual := versions[j] - 1;
-            IF p_expected[i] IS NOT NULL AND p_expected[i] <> actual THEN
-                RAISE EXCEPTION 'stream % is at version %, expected %', p_streams[i], actual, p_expected[i]
-                    USING ERRCODE = 'MR002',
-                          DETAIL = json_build_object('stream', p_streams[i],
-                                                     'expected', p_expected[i],
-                                                     'actual', actual)::text;
-            END IF;
-            v_seq := v_seq + 1;
-            o_prev[i] := v_hash;
-            v_hash := sha256('\\x00'::bytea || v_hash || int8send(v_seq) || convert_to(
-                '{"event":' || p_contents[i] || ',"recorded_at":"' || v_now_text
-                || '","version":' || versions[j] || '}', 'UTF8'));
-            o_seq[i] := v_seq; o_hash[i] := v_hash; o_version[i] := versions[j];
-            o_recorded[i] := v_now; o_replayed[i] := false;
-        END LOOP;
-
-        INSERT INTO audit.events (log_id, seq, content, version, recorded_at, prev_hash, hash,
-                                  idempotency_key)
-        SELECT p_log_id, o_seq[k], p_contents[k], o_version[k], v_now, o_prev[k], o_hash[k],
-               p_keys[k]
-          FROM unnest(new_idx) AS k;
-
+    IF j > 0 THEN
+        INSERT INTO audit.events (log_id, seq, content, version, recorded_at, prev_hash, hash)
+        SELECT p_log_id, u.seq, u.content, u.version, v_now, u.prev, u.hash
+          FROM unnest(i_seq, i_content, i_version, i_prev, i_hash) AS u(seq, content, version, prev, hash);
         UPDATE audit.logs l SET head_seq = v_seq, head_hash = v_hash WHERE l.log_id = p_log_id;
     END IF;
 
-    RETURN QUERY SELECT o_seq[k], o_hash[k], o_version[k], o_recorded[k], o_replayed[k]
-                   FROM generate_series(1, n) AS k;
+    RETURN QUERY SELECT * FROM unnest(o_seq, o_hash, o_version, o_recorded, o_replayed);
 END $$;
 
 -- Read models: current state of each usulan and forum, written in the same transaction
@@ -260,7 +256,9 @@ def upgrade() -> None:
     role = context.config.attributes.get("app_role", "musrenbang_app")
     password = context.config.attributes.get("app_password", "musrenbang_app")
     if not _SAFE.match(role) or "'" in password:
-        raise ValueError("the application role must be a plain identifier and its password quote-free")
+        raise ValueError(
+            "the application role must be a plain identifier and its password quote-free"
+        )
     # Straight to the driver: the SQL holds '%' (RAISE formats) and ':' that SQLAlchemy
     # would otherwise read as placeholders.
     driver = op.get_bind().connection.driver_connection

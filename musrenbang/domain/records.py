@@ -61,7 +61,10 @@ def _prioritized(state: State, payload: dict[str, Any]) -> None:
 
 
 def _forwarded(state: State, payload: dict[str, Any]) -> None:
-    state["path"] = [*state.get("path", []), {"stage": state.get("stage"), "unit": state.get("unit")}]
+    state["path"] = [
+        *state.get("path", []),
+        {"stage": state.get("stage"), "unit": state.get("unit")},
+    ]
     state["stage"] = payload["to_stage"]
     state["unit"] = payload["to_unit"]
     state["status"] = "submitted"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -40,3 +41,12 @@ def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         connect_args={"options": "-c timezone=UTC"},
     )
+
+
+async def driver_connection(conn: AsyncConnection) -> Any:
+    """The psycopg connection under a SQLAlchemy one, for server-side cursors and COPY."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    if driver is None:
+        raise RuntimeError("the connection has been closed")
+    return driver

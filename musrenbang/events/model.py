@@ -151,4 +151,3 @@ class StoredEvent:
             "prev_hash": self.prev_hash.hex(),
             "hash": self.hash.hex(),
         }
-

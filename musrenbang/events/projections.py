@@ -62,7 +62,9 @@ async def _project_kind(conn: AsyncConnection, model: _ReadModel, batch: list[St
         ident = split_stream(event.stream)[1]
         states[ident] = model.evolve(states.get(ident), event.type, event.payload)
         latest[ident] = event
-    await conn.execute(text(_upsert_sql(model)), [_row(model, i, states[i], latest[i]) for i in ids])
+    await conn.execute(
+        text(_upsert_sql(model)), [_row(model, i, states[i], latest[i]) for i in ids]
+    )
 
 
 def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dict[str, Any]:

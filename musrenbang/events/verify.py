@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.events.canonical import GENESIS_HASH, LEAF_PREFIX
+from musrenbang.events.db import driver_connection
 
 _BATCH = 20_000
 
@@ -27,9 +28,7 @@ class Verification:
 
 async def verify_log(conn: AsyncConnection, log_id: str) -> Verification:
     """Verifies one log from genesis to its head."""
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
+    driver = await driver_connection(conn)
     expected_seq = 1
     prev = GENESIS_HASH
     sha256 = hashlib.sha256
@@ -60,7 +59,9 @@ async def verify_log(conn: AsyncConnection, log_id: str) -> Verification:
                     return Verification(False, seq - 1, log_id, seq, "hash mismatch")
                 prev = digest
                 expected_seq += 1
-    head = await driver.execute("SELECT head_seq, head_hash FROM audit.logs WHERE log_id = %s", (log_id,))
+    head = await driver.execute(
+        "SELECT head_seq, head_hash FROM audit.logs WHERE log_id = %s", (log_id,)
+    )
     row = await head.fetchone()
     if row is not None and (row[0] != expected_seq - 1 or bytes(row[1]) != prev):
         bad = min(row[0], expected_seq - 1) + 1
@@ -70,10 +71,13 @@ async def verify_log(conn: AsyncConnection, log_id: str) -> Verification:
 
 async def verify_all(conn: AsyncConnection) -> Verification:
     """Verifies every log; stops at the first that fails."""
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    assert driver is not None
-    logs = [r[0] for r in await (await driver.execute("SELECT log_id FROM audit.logs ORDER BY log_id")).fetchall()]
+    driver = await driver_connection(conn)
+    logs = [
+        r[0]
+        for r in await (
+            await driver.execute("SELECT log_id FROM audit.logs ORDER BY log_id")
+        ).fetchall()
+    ]
     checked = 0
     for log_id in logs:
         result = await verify_log(conn, log_id)

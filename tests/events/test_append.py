@@ -19,16 +19,23 @@ async def test_batch_gets_gapless_seq_and_per_stream_versions(engine: AsyncEngin
     async with engine.begin() as conn:
         first = await append_events(conn, "36.71", [submitted("a"), submitted("b")])
         second = await append_events(
-            conn, "36.71", [decided("a", "ProposalAccepted", 1), decided("a", "ProposalForwarded", 2,
-                                                                          to_stage="kecamatan",
-                                                                          to_unit="36.71.01")]
+            conn,
+            "36.71",
+            [
+                decided("a", "ProposalAccepted", 1),
+                decided("a", "ProposalForwarded", 2, to_stage="kecamatan", to_unit="36.71.01"),
+            ],
         )
     assert [r.seq for r in first + second] == [1, 2, 3, 4]
     assert [r.version for r in first + second] == [1, 1, 2, 3]
     assert all(not r.replayed for r in first + second)
     async with engine.connect() as conn:
         events = await read_stream(conn, "proposal:a")
-        assert [e.type for e in events] == ["ProposalSubmitted", "ProposalAccepted", "ProposalForwarded"]
+        assert [e.type for e in events] == [
+            "ProposalSubmitted",
+            "ProposalAccepted",
+            "ProposalForwarded",
+        ]
         assert events[1].prev_hash == first[1].hash  # chained through the other stream's event
         assert (await verify_all(conn)).ok
 
@@ -48,7 +55,9 @@ async def test_retry_with_same_key_and_content_returns_the_original(engine: Asyn
 async def test_key_reused_for_other_content_is_refused_and_says_so(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await append_events(conn, "36.71", [submitted("a", key="k-1")])
-    with pytest.raises(IdempotencyConflict, match="k-1 was already used for different content") as err:
+    with pytest.raises(
+        IdempotencyConflict, match="k-1 was already used for different content"
+    ) as err:
         async with engine.begin() as conn:
             await append_events(conn, "36.71", [submitted("zzz", key="k-1")])
     assert err.value.key == "k-1"
@@ -60,12 +69,17 @@ async def test_version_conflict_names_stream_expected_and_actual(engine: AsyncEn
     async with engine.begin() as conn:
         await append_events(conn, "36.71", [submitted("a")], expected_versions={"proposal:a": 0})
         await append_events(
-            conn, "36.71", [decided("a", "ProposalAccepted", 1)], expected_versions={"proposal:a": 1}
+            conn,
+            "36.71",
+            [decided("a", "ProposalAccepted", 1)],
+            expected_versions={"proposal:a": 1},
         )
     with pytest.raises(VersionConflict) as err:
         async with engine.begin() as conn:
             await append_events(
-                conn, "36.71", [submitted("b"), decided("a", "ProposalRejected", 2, reason="x")],
+                conn,
+                "36.71",
+                [submitted("b"), decided("a", "ProposalRejected", 2, reason="x")],
                 expected_versions={"proposal:a": 1},
             )
     assert (err.value.stream, err.value.expected, err.value.actual) == ("proposal:a", 1, 2)
@@ -77,7 +91,9 @@ async def test_version_conflict_names_stream_expected_and_actual(engine: AsyncEn
 async def test_stream_state_as_of_a_moment(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await append_events(conn, "36.71", [submitted("a", minutes=0)])
-        await append_events(conn, "36.71", [decided("a", "ProposalRejected", 1, minutes=90, reason="dobel")])
+        await append_events(
+            conn, "36.71", [decided("a", "ProposalRejected", 1, minutes=90, reason="dobel")]
+        )
     from datetime import timedelta
 
     async with engine.connect() as conn:

@@ -53,5 +53,7 @@ async def test_application_role_cannot_disable_the_triggers(engine: AsyncEngine)
 
 async def _assert_untouched(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT seq, version FROM audit.events ORDER BY seq"))).all()
+        rows = (
+            await conn.execute(text("SELECT seq, version FROM audit.events ORDER BY seq"))
+        ).all()
     assert [(r.seq, r.version) for r in rows] == [(1, 1), (2, 1)]

@@ -41,13 +41,27 @@ def _forum_opened() -> NewEvent:
 
 async def test_live_read_models_follow_the_events(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await append_events(conn, "36.71", [_forum_opened(), submitted("a"), submitted("b"), submitted("c")])
+        await append_events(
+            conn, "36.71", [_forum_opened(), submitted("a"), submitted("b"), submitted("c")]
+        )
         await append_events(
             conn,
             "36.71",
             [
-                decided("a", "ProposalRevised", 1, changes={"cost": 90_000_000}, original={"cost": 150_000_000}),
-                decided("b", "ProposalRejected", 1, reason_code="bukan-kewenangan", reason="Jalan provinsi"),
+                decided(
+                    "a",
+                    "ProposalRevised",
+                    1,
+                    changes={"cost": 90_000_000},
+                    original={"cost": 150_000_000},
+                ),
+                decided(
+                    "b",
+                    "ProposalRejected",
+                    1,
+                    reason_code="bukan-kewenangan",
+                    reason="Jalan provinsi",
+                ),
                 decided("c", "ProposalMerged", 1, into="a"),
                 decided("a", "ProposalMerged", 2, absorbed="c"),
             ],
@@ -55,7 +69,9 @@ async def test_live_read_models_follow_the_events(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         rows = {
             r.proposal_id: r
-            for r in await conn.execute(text("SELECT proposal_id, status, state, version FROM read.proposals"))
+            for r in await conn.execute(
+                text("SELECT proposal_id, status, state, version FROM read.proposals")
+            )
         }
         forum = (await conn.execute(text("SELECT status, state FROM read.forums"))).one()
     assert rows["a"].status == "accepted" and rows["a"].state["details"]["cost"] == 90_000_000
@@ -76,7 +92,9 @@ async def test_rebuild_recreates_the_live_tables_exactly(engine: AsyncEngine) ->
                 "36.71",
                 [
                     decided(f"p{i}", "ProposalAccepted", 1),
-                    decided(f"p{i}", "ProposalForwarded", 2, to_stage="kecamatan", to_unit="36.71.01"),
+                    decided(
+                        f"p{i}", "ProposalForwarded", 2, to_stage="kecamatan", to_unit="36.71.01"
+                    ),
                 ],
             )
         await append_events(

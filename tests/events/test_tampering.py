@@ -23,8 +23,7 @@ N_EVENTS = 48
 UNGUARD = """
 ALTER TABLE audit.events DISABLE TRIGGER USER;
 ALTER TABLE audit.events
-    DROP CONSTRAINT events_idempotency_key_key, DROP CONSTRAINT events_event_id_key,
-    DROP CONSTRAINT events_stream_version_key, DROP CONSTRAINT events_key_matches
+    DROP CONSTRAINT events_idempotency_key_key, DROP CONSTRAINT events_stream_version_key
 """
 
 
@@ -50,7 +49,9 @@ def seeded(owner_db: URL) -> Iterator[URL]:
     yield owner_db
 
 
-async def _tamper_and_verify(url: URL, statements: list[tuple[str, dict[str, object]]]) -> int | None:
+async def _tamper_and_verify(
+    url: URL, statements: list[tuple[str, dict[str, object]]]
+) -> int | None:
     engine = create_engine(url, pool_size=1)
     try:
         async with engine.connect() as conn:
@@ -76,14 +77,20 @@ def _content(url: URL, seq: int) -> str:
     async def go() -> str:
         engine = create_engine(url, pool_size=1)
         async with engine.connect() as conn:
-            value = (await conn.execute(text("SELECT content FROM audit.events WHERE seq = :s"), {"s": seq})).scalar_one()
+            value = (
+                await conn.execute(
+                    text("SELECT content FROM audit.events WHERE seq = :s"), {"s": seq}
+                )
+            ).scalar_one()
         await engine.dispose()
         return str(value)
 
     return asyncio.run(go())
 
 
-TAMPER = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+TAMPER = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @TAMPER
@@ -91,7 +98,9 @@ TAMPER = settings(max_examples=25, deadline=None, suppress_health_check=[HealthC
 def test_one_changed_payload_byte_is_found(seeded: URL, seq: int, offset: int) -> None:
     content = _content(seeded, seq)
     start = content.index('"payload":') + len('"payload":')
-    end = start + len(json.dumps(json.loads(content)["payload"], separators=(",", ":"), sort_keys=True))
+    end = start + len(
+        json.dumps(json.loads(content)["payload"], separators=(",", ":"), sort_keys=True)
+    )
     # A letter or digit inside the payload, so the JSON stays valid and only one byte moves.
     candidates = [i for i in range(start, end) if content[i].isalnum()]
     i = candidates[offset % len(candidates)]
@@ -100,7 +109,8 @@ def test_one_changed_payload_byte_is_found(seeded: URL, seq: int, offset: int) -
     assert len(changed.encode()) == len(content.encode())
     bad = asyncio.run(
         _tamper_and_verify(
-            seeded, [("UPDATE audit.events SET content = :c WHERE seq = :s", {"c": changed, "s": seq})]
+            seeded,
+            [("UPDATE audit.events SET content = :c WHERE seq = :s", {"c": changed, "s": seq})],
         )
     )
     assert bad == seq
@@ -109,7 +119,9 @@ def test_one_changed_payload_byte_is_found(seeded: URL, seq: int, offset: int) -
 @TAMPER
 @given(seq=st.integers(1, N_EVENTS))
 def test_a_deleted_row_is_found(seeded: URL, seq: int) -> None:
-    bad = asyncio.run(_tamper_and_verify(seeded, [("DELETE FROM audit.events WHERE seq = :s", {"s": seq})]))
+    bad = asyncio.run(
+        _tamper_and_verify(seeded, [("DELETE FROM audit.events WHERE seq = :s", {"s": seq})])
+    )
     assert bad == seq
 
 
@@ -118,8 +130,7 @@ def test_a_deleted_row_is_found(seeded: URL, seq: int) -> None:
 def test_two_swapped_rows_are_found(seeded: URL, pair: list[int]) -> None:
     a, b = sorted(pair)
     swap = """
-        UPDATE audit.events e SET content = o.content, idempotency_key = o.idempotency_key,
-                                  version = o.version
+        UPDATE audit.events e SET content = o.content, version = o.version
           FROM audit.events o
          WHERE (e.seq, o.seq) IN ((:a, :b), (:b, :a))
     """
@@ -136,6 +147,8 @@ def test_a_changed_hashed_column_is_found(seeded: URL, seq: int, column: str) ->
         "hash": "hash = sha256(hash)",
     }[column]
     bad = asyncio.run(
-        _tamper_and_verify(seeded, [(f"UPDATE audit.events SET {change} WHERE seq = :s", {"s": seq})])
+        _tamper_and_verify(
+            seeded, [(f"UPDATE audit.events SET {change} WHERE seq = :s", {"s": seq})]
+        )
     )
     assert bad == seq

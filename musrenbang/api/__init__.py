@@ -1,0 +1,1 @@
+"""The HTTP API: thin. Commands go to Temporal; reads go to PostgreSQL."""
