@@ -51,7 +51,13 @@ def event(stream_no: int, n: int, tag: str) -> NewEvent:
             "details": {"masalah": "Drainase tersumbat RT 04/RW 07", "cost": 75_000_000 + n},
         }
         if first
-        else {"stage": "kecamatan", "unit": "36.71.01", "rank": n, "to_stage": "kota", "to_unit": "36.71"},
+        else {
+            "stage": "kecamatan",
+            "unit": "36.71.01",
+            "rank": n,
+            "to_stage": "kota",
+            "to_unit": "36.71",
+        },
         actor=ACTOR,
         occurred_at=T0 + timedelta(seconds=stream_no + n),
         idempotency_key=f"{tag}:{stream_no}:{n}",
@@ -128,10 +134,7 @@ async def bench_single(app: URL, n: int) -> dict[str, float]:
 
 def fill(app: URL, total: int, per_stream: int = 10, batch: int = 10_000) -> float:
     """Grows the log to `total` events through the append function (no read models)."""
-    sql = (
-        "SELECT count(*) FROM audit.append_events(%s, %s::text[], %s::text[], %s::text[],"
-        " %s::bigint[])"
-    )
+    sql = "SELECT count(*) FROM audit.append_events(%s, %s::text[], %s::bigint[])"
     started = time.perf_counter()
     with psycopg.connect(conninfo(app)) as conn:
         with conn.cursor() as cur:
@@ -147,9 +150,7 @@ def fill(app: URL, total: int, per_stream: int = 10, batch: int = 10_000) -> flo
                         sql,
                         (
                             "36.71",
-                            [e.idempotency_key for e in pending],
                             [e.content("36.71") for e in pending],
-                            [e.stream for e in pending],
                             [None] * len(pending),
                         ),
                     )

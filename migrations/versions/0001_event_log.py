@@ -18,13 +18,6 @@ SCHEMA = """
 CREATE SCHEMA audit;
 CREATE SCHEMA read;
 
--- ISO-8601 UTC text ('2027-01-31T17:00:00.000000Z') to timestamptz. The cast is only
--- STABLE in general (DateStyle, TimeZone); for this one fixed format it is not, so the
--- wrapper may be IMMUTABLE and feed generated columns.
-CREATE FUNCTION audit.utc_timestamp(text) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT (rtrim($1, 'Z')::timestamp AT TIME ZONE 'UTC') $$;
-
 -- One row per log (one log per region). Its row lock serializes appends to that log,
 -- and it carries the head of the chain.
 CREATE TABLE audit.logs (
@@ -45,20 +38,24 @@ CREATE TABLE audit.events (
     content         text        NOT NULL,
     version         bigint      NOT NULL,
     recorded_at     timestamptz NOT NULL,
+    -- Business time, copied from `content` for indexing. Not generated: a generated
+    -- column needs an immutable expression, and a wrapper function would cost more than
+    -- the rest of the insert. The check keeps it equal to the hashed value.
+    occurred_at     timestamptz NOT NULL,
     prev_hash       bytea       NOT NULL,
     hash            bytea       NOT NULL,
     idempotency_key text        GENERATED ALWAYS AS ((content::json) ->> 'idempotency_key') STORED,
     stream          text        GENERATED ALWAYS AS ((content::json) ->> 'stream') STORED,
     type            text        GENERATED ALWAYS AS ((content::json) ->> 'type') STORED,
     cycle_id        text        GENERATED ALWAYS AS ((content::json) -> 'metadata' ->> 'cycle_id') STORED,
-    occurred_at     timestamptz GENERATED ALWAYS AS (audit.utc_timestamp((content::json) ->> 'occurred_at')) STORED,
     payload         jsonb       GENERATED ALWAYS AS (((content::json) -> 'payload')::jsonb) STORED,
     actor           jsonb       GENERATED ALWAYS AS (((content::json) -> 'actor')::jsonb) STORED,
     PRIMARY KEY (log_id, seq),
     CONSTRAINT events_idempotency_key_key UNIQUE (idempotency_key),
     CONSTRAINT events_stream_version_key UNIQUE (stream, version),
     CONSTRAINT events_seq_positive CHECK (seq > 0),
-    CONSTRAINT events_hash_length CHECK (octet_length(hash) = 32 AND octet_length(prev_hash) = 32)
+    CONSTRAINT events_hash_length CHECK (octet_length(hash) = 32 AND octet_length(prev_hash) = 32),
+    CONSTRAINT events_occurred_at_matches CHECK (occurred_at = ((content::json) ->> 'occurred_at')::timestamptz)
 );
 CREATE INDEX events_type_idx ON audit.events (type, log_id, seq);
 CREATE INDEX events_cycle_idx ON audit.events (cycle_id, log_id, seq) WHERE cycle_id IS NOT NULL;
@@ -86,14 +83,16 @@ CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON audit.events
 -- The record is itself RFC 8785 canonical, because `content` is and the keys are sorted.
 CREATE FUNCTION audit.append_events(
     p_log_id   text,
-    p_keys     text[],
     p_contents text[],
-    p_streams  text[],
     p_expected bigint[]
 ) RETURNS TABLE (seq bigint, hash bytea, version bigint, recorded_at timestamptz, replayed boolean)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Its statements have one good plan whatever the arguments; replanning them on every
+-- call would cost more than the append itself.
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
-    n           integer := cardinality(p_keys);
+    n           integer := cardinality(p_contents);
     v_seq       bigint;
     v_hash      bytea;
     v_now       timestamptz := now();
@@ -118,7 +117,7 @@ BEGIN
     IF n IS NULL OR n = 0 THEN
         RETURN;
     END IF;
-    IF cardinality(p_contents) <> n OR cardinality(p_streams) <> n OR cardinality(p_expected) <> n THEN
+    IF cardinality(p_expected) <> n THEN
         RAISE EXCEPTION 'append_events: argument arrays differ in length' USING ERRCODE = '22023';
     END IF;
 
@@ -131,23 +130,24 @@ BEGIN
     END IF;
 
     -- Stream versions, set-based: the stream's current version plus the event's place
-    -- among that stream's events in the batch (events already recorded excluded).
+    -- among that stream's events in the batch (events already recorded excluded). Every
+    -- lookup is an index probe, so the cached generic plan is as good as a custom one.
     SELECT array_agg(x.ver ORDER BY x.ord) INTO versions FROM (
         SELECT t.ord,
-               CASE WHEN t.known THEN NULL ELSE coalesce(m.maxv, 0)
+               CASE WHEN t.known THEN NULL ELSE coalesce(m.version, 0)
                     + count(*) FILTER (WHERE NOT t.known)
                       OVER (PARTITION BY t.stream ORDER BY t.ord) END AS ver
           FROM (SELECT u.stream, u.ord, EXISTS (
                        SELECT 1 FROM audit.events e WHERE e.idempotency_key = u.key) AS known
-                  FROM unnest(p_streams, p_keys) WITH ORDINALITY AS u(stream, key, ord)) t
-          LEFT JOIN (SELECT e.stream, max(e.version) AS maxv FROM audit.events e
-                      WHERE e.stream = ANY (p_streams) GROUP BY e.stream) m
-            ON m.stream = t.stream
+                  FROM (SELECT (c::json ->> 'stream') AS stream, (c::json ->> 'idempotency_key') AS key, o AS ord
+                          FROM unnest(p_contents) WITH ORDINALITY AS v(c, o)) u) t
+          LEFT JOIN LATERAL (SELECT e.version FROM audit.events e WHERE e.stream = t.stream
+                              ORDER BY e.version DESC LIMIT 1) m ON true
     ) x;
 
-    FOR r IN SELECT u.key, u.content, u.stream, u.expected, u.ord
-               FROM unnest(p_keys, p_contents, p_streams, p_expected)
-                    WITH ORDINALITY AS u(key, content, stream, expected, ord)
+    FOR r IN SELECT (u.content::json ->> 'idempotency_key') AS key, u.content,
+                    (u.content::json ->> 'stream') AS stream, u.expected, u.ord
+               FROM unnest(p_contents, p_expected) WITH ORDINALITY AS u(content, expected, ord)
     LOOP
         IF versions[r.ord] IS NULL THEN
             -- Idempotency, under the lock: the same key with the same content answers
@@ -185,8 +185,10 @@ BEGIN
     END LOOP;
 
     IF j > 0 THEN
-        INSERT INTO audit.events (log_id, seq, content, version, recorded_at, prev_hash, hash)
-        SELECT p_log_id, u.seq, u.content, u.version, v_now, u.prev, u.hash
+        INSERT INTO audit.events (log_id, seq, content, version, recorded_at, occurred_at,
+                                  prev_hash, hash)
+        SELECT p_log_id, u.seq, u.content, u.version, v_now,
+               ((u.content::json) ->> 'occurred_at')::timestamptz, u.prev, u.hash
           FROM unnest(i_seq, i_content, i_version, i_prev, i_hash) AS u(seq, content, version, prev, hash);
         UPDATE audit.logs l SET head_seq = v_seq, head_hash = v_hash WHERE l.log_id = p_log_id;
     END IF;
@@ -245,7 +247,7 @@ END $$;
 GRANT USAGE ON SCHEMA audit, read TO "{role}";
 GRANT SELECT, INSERT ON audit.events TO "{role}";
 GRANT SELECT, INSERT, UPDATE ON audit.logs TO "{role}";
-GRANT EXECUTE ON FUNCTION audit.append_events(text, text[], text[], text[], bigint[]) TO "{role}";
+GRANT EXECUTE ON FUNCTION audit.append_events(text, text[], bigint[]) TO "{role}";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA read TO "{role}";
 """
 

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.domain.records import State, evolve_cycle, evolve_forum, evolve_proposal
-from musrenbang.events.model import StoredEvent
+from musrenbang.events.db import driver_connection
+from musrenbang.events.model import NewEvent, StoredEvent
 
 
 @dataclass(frozen=True)
@@ -39,32 +40,57 @@ def split_stream(stream: str) -> tuple[str, str]:
     return kind, ident
 
 
-async def project(conn: AsyncConnection, events: Sequence[StoredEvent]) -> None:
-    """Applies events (in seq order) to the read models, one read and one write per table."""
+def affected(events: Sequence[StoredEvent] | Sequence[NewEvent]) -> dict[str, list[str]]:
+    """The read-model rows (kind to ids) that these events change."""
+    out: dict[str, set[str]] = {}
+    for event in events:
+        kind, ident = split_stream(event.stream)
+        if kind in READ_MODELS:
+            out.setdefault(kind, set()).add(ident)
+    return {kind: sorted(ids) for kind, ids in out.items()}
+
+
+def select_sql(kind: str) -> str:
+    model = READ_MODELS[kind]
+    return f"SELECT {model.key}, state FROM {model.table} WHERE {model.key} = ANY(%s)"  # noqa: S608
+
+
+async def prefetch(driver: Any, events: Sequence[NewEvent]) -> dict[str, Any]:
+    """Queues the reads of the current read-model rows (one query per kind); in a pipeline
+    they travel with the append itself."""
+    return {
+        kind: await driver.execute(select_sql(kind), (ids,))
+        for kind, ids in affected(events).items()
+    }
+
+
+async def project(
+    driver: Any, events: Sequence[StoredEvent], current: dict[str, dict[str, State]] | None = None
+) -> None:
+    """Applies events (in seq order) to the read models: one read (unless `current` is
+    given) and one pipelined write per kind."""
     by_kind: dict[str, list[StoredEvent]] = {}
     for event in events:
         kind, _ = split_stream(event.stream)
         if kind in READ_MODELS:
             by_kind.setdefault(kind, []).append(event)
     for kind, batch in by_kind.items():
-        await _project_kind(conn, READ_MODELS[kind], batch)
-
-
-async def _project_kind(conn: AsyncConnection, model: _ReadModel, batch: list[StoredEvent]) -> None:
-    ids = sorted({split_stream(e.stream)[1] for e in batch})
-    rows = await conn.execute(
-        text(f"SELECT {model.key} AS id, state FROM {model.table} WHERE {model.key} = ANY(:ids)"),  # noqa: S608 - table names are constants
-        {"ids": ids},
-    )
-    states: dict[str, State] = {row.id: row.state for row in rows}
-    latest: dict[str, StoredEvent] = {}
-    for event in batch:
-        ident = split_stream(event.stream)[1]
-        states[ident] = model.evolve(states.get(ident), event.type, event.payload)
-        latest[ident] = event
-    await conn.execute(
-        text(_upsert_sql(model)), [_row(model, i, states[i], latest[i]) for i in ids]
-    )
+        model = READ_MODELS[kind]
+        if current is not None and kind in current:
+            states = dict(current[kind])
+        else:
+            ids = sorted({split_stream(e.stream)[1] for e in batch})
+            cur = await driver.execute(select_sql(kind), (ids,))
+            states = {row[0]: row[1] for row in await cur.fetchall()}
+        latest: dict[str, StoredEvent] = {}
+        for event in batch:
+            ident = split_stream(event.stream)[1]
+            states[ident] = model.evolve(states.get(ident), event.type, event.payload)
+            latest[ident] = event
+        async with driver.cursor() as cur:
+            await cur.executemany(
+                _upsert_sql(model), [_row(model, i, states[i], e) for i, e in latest.items()]
+            )
 
 
 def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dict[str, Any]:
@@ -90,10 +116,10 @@ def _upsert_sql(model: _ReadModel) -> str:
         cols.append("cycle_id")
     if model.placed:
         cols += ["stage", "unit"]
-    values = ", ".join(f"CAST(:{c} AS jsonb)" if c == "state" else f":{c}" for c in cols)
+    values = ", ".join(f"CAST(%({c})s AS jsonb)" if c == "state" else f"%({c})s" for c in cols)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
     return (
-        f"INSERT INTO {model.table} ({model.key}, {', '.join(cols)}) VALUES (:id, {values}) "  # noqa: S608
+        f"INSERT INTO {model.table} ({model.key}, {', '.join(cols)}) VALUES (%(id)s, {values}) "  # noqa: S608
         f"ON CONFLICT ({model.key}) DO UPDATE SET {updates}"
     )
 
@@ -105,9 +131,10 @@ async def rebuild(conn: AsyncConnection, *, page: int = 5000) -> int:
     from musrenbang.events.store import iter_log
 
     count = 0
+    driver = await driver_connection(conn)
     logs = (await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))).scalars()
     for log_id in list(logs):
         async for chunk in iter_log(conn, log_id, page=page):
-            await project(conn, chunk)
+            await project(driver, chunk)
             count += len(chunk)
     return count

@@ -10,10 +10,11 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
+import psycopg
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from musrenbang.events.db import driver_connection
 from musrenbang.events.errors import (
     ChangeRefused,
     EventLogError,
@@ -21,12 +22,11 @@ from musrenbang.events.errors import (
     VersionConflict,
 )
 from musrenbang.events.model import Appended, NewEvent, StoredEvent
-from musrenbang.events.projections import project
+from musrenbang.events.projections import prefetch, project
 
-_APPEND = text(
-    "SELECT seq, hash, version, recorded_at, replayed FROM audit.append_events("
-    "CAST(:log_id AS text), CAST(:keys AS text[]), CAST(:contents AS text[]), "
-    "CAST(:streams AS text[]), CAST(:expected AS bigint[]))"
+_APPEND = (
+    "SELECT seq, hash, version, recorded_at, replayed"
+    " FROM audit.append_events(%s::text, %s::text[], %s::bigint[])"
 )
 _COLUMNS = "log_id, seq, content, version, recorded_at, prev_hash, hash"
 
@@ -52,32 +52,34 @@ async def append_events(
         expected_per_event.append(expected.pop(event.stream, None))
     if expected:
         raise EventLogError(f"expected versions name streams not in the batch: {sorted(expected)}")
-    params = {
-        "log_id": log_id,
-        "keys": [e.idempotency_key for e in events],
-        "contents": contents,
-        "streams": [e.stream for e in events],
-        "expected": expected_per_event,
-    }
+    driver = await driver_connection(conn)
+    # One round trip: the append, then the reads of the read-model rows it changes (after
+    # the append, so they wait for the log's lock and see the previous writer's rows).
     try:
-        rows = (await conn.execute(_APPEND, params)).all()
-    except DBAPIError as exc:
+        async with driver.pipeline():
+            appended = await driver.execute(_APPEND, (log_id, contents, expected_per_event))
+            pending = await prefetch(driver, events)
+            rows = await appended.fetchall()
+            current = {
+                kind: {r[0]: r[1] for r in await c.fetchall()} for kind, c in pending.items()
+            }
+    except psycopg.Error as exc:
         raise _translate(exc) from exc
-    results = [Appended(r.seq, bytes(r.hash), r.version, r.recorded_at, r.replayed) for r in rows]
+    results = [Appended(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in rows]
     fresh = [
         StoredEvent.from_content(log_id, content, result)
         for content, result in zip(contents, results, strict=True)
         if not result.replayed
     ]
-    await project(conn, fresh)
+    await project(driver, fresh, current)
     return results
 
 
-def _translate(exc: DBAPIError) -> Exception:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    diag = getattr(exc.orig, "diag", None)
-    message = getattr(diag, "message_primary", None) or str(exc.orig)
-    detail = getattr(diag, "message_detail", None)
+def _translate(exc: psycopg.Error) -> Exception:
+    sqlstate = exc.sqlstate
+    diag = exc.diag
+    message = diag.message_primary or str(exc)
+    detail = diag.message_detail
     if sqlstate == "MR001":
         return IdempotencyConflict(message, key=detail or "")
     if sqlstate == "MR002" and detail:
@@ -91,14 +93,15 @@ def _translate(exc: DBAPIError) -> Exception:
 async def read_stream(
     conn: AsyncConnection, stream: str, *, as_of: datetime | None = None
 ) -> list[StoredEvent]:
-    """One stream's events in order; with `as_of`, only those that had occurred by then."""
-    sql = f"SELECT {_COLUMNS} FROM audit.events WHERE stream = :stream"  # noqa: S608
-    params: dict[str, object] = {"stream": stream}
+    """One stream's events in order; with `as_of`, only those that had occurred by then.
+
+    The moment is judged on the hashed content, not on the indexed column."""
+    sql = f"SELECT {_COLUMNS} FROM audit.events WHERE stream = :stream ORDER BY version"  # noqa: S608
+    rows = await conn.execute(text(sql), {"stream": stream})
+    events = [StoredEvent.from_row(r) for r in rows]
     if as_of is not None:
-        sql += " AND occurred_at <= :as_of"
-        params["as_of"] = as_of
-    rows = await conn.execute(text(sql + " ORDER BY version"), params)
-    return [StoredEvent.from_row(r) for r in rows]
+        events = [e for e in events if e.occurred_at <= as_of]
+    return events
 
 
 async def read_log(
