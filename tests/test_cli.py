@@ -9,7 +9,7 @@ import sys
 from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from musrenbang.events.store import append_events
+from musrenbang.events.append import append_events
 from tests.events.helpers import submitted
 
 

@@ -18,8 +18,10 @@ SCHEMA = """
 CREATE SCHEMA audit;
 CREATE SCHEMA read;
 
--- One row per log (one log per region). Its row lock serializes appends to that log,
--- and it carries the head of the chain.
+-- One row per log (one log per region). Its row lock serializes appends to that log
+-- (see musrenbang/events/append.py), and it carries the head of the chain:
+--   record = {"event": content, "recorded_at": ..., "version": n}   (RFC 8785)
+--   hash   = SHA-256(0x00 || prev_hash || be64(seq) || record)
 CREATE TABLE audit.logs (
     log_id      text PRIMARY KEY,
     head_seq    bigint NOT NULL DEFAULT 0,
@@ -74,128 +76,6 @@ CREATE TRIGGER events_no_delete BEFORE DELETE ON audit.events
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON audit.events
     FOR EACH STATEMENT EXECUTE FUNCTION audit.refuse_change();
 
--- The append path. Callers pass canonical event contents; the function serializes on
--- the log's head row (so `seq` is gapless and in commit order: a reader tailing `seq`
--- can never see seq n+1 committed before seq n), applies idempotency and the expected
--- stream versions, and chains the hashes:
---   record = {"event": content, "recorded_at": db time, "version": stream version}
---   hash   = SHA-256(0x00 || prev_hash || be64(seq) || record)
--- The record is itself RFC 8785 canonical, because `content` is and the keys are sorted.
-CREATE FUNCTION audit.append_events(
-    p_log_id   text,
-    p_contents text[],
-    p_expected bigint[]
-) RETURNS TABLE (seq bigint, hash bytea, version bigint, recorded_at timestamptz, replayed boolean)
-LANGUAGE plpgsql
--- Its statements have one good plan whatever the arguments; replanning them on every
--- call would cost more than the append itself.
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    n           integer := cardinality(p_contents);
-    v_seq       bigint;
-    v_hash      bytea;
-    v_now       timestamptz := now();
-    v_now_text  text := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-    -- outputs, in input order
-    o_seq       bigint[] := '{}';
-    o_hash      bytea[] := '{}';
-    o_version   bigint[] := '{}';
-    o_recorded  timestamptz[] := '{}';
-    o_replayed  boolean[] := '{}';
-    -- the events to insert
-    i_seq       bigint[] := '{}';
-    i_content   text[] := '{}';
-    i_version   bigint[] := '{}';
-    i_prev      bytea[] := '{}';
-    i_hash      bytea[] := '{}';
-    versions    bigint[];
-    known       record;
-    r           record;
-    j           integer := 0;
-BEGIN
-    IF n IS NULL OR n = 0 THEN
-        RETURN;
-    END IF;
-    IF cardinality(p_expected) <> n THEN
-        RAISE EXCEPTION 'append_events: argument arrays differ in length' USING ERRCODE = '22023';
-    END IF;
-
-    SELECT l.head_seq, l.head_hash INTO v_seq, v_hash
-      FROM audit.logs l WHERE l.log_id = p_log_id FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO audit.logs (log_id) VALUES (p_log_id) ON CONFLICT DO NOTHING;
-        SELECT l.head_seq, l.head_hash INTO v_seq, v_hash
-          FROM audit.logs l WHERE l.log_id = p_log_id FOR UPDATE;
-    END IF;
-
-    -- Stream versions, set-based: the stream's current version plus the event's place
-    -- among that stream's events in the batch (events already recorded excluded). Every
-    -- lookup is an index probe, so the cached generic plan is as good as a custom one.
-    SELECT array_agg(x.ver ORDER BY x.ord) INTO versions FROM (
-        SELECT t.ord,
-               CASE WHEN t.known THEN NULL ELSE coalesce(m.version, 0)
-                    + count(*) FILTER (WHERE NOT t.known)
-                      OVER (PARTITION BY t.stream ORDER BY t.ord) END AS ver
-          FROM (SELECT u.stream, u.ord, EXISTS (
-                       SELECT 1 FROM audit.events e WHERE e.idempotency_key = u.key) AS known
-                  FROM (SELECT (c::json ->> 'stream') AS stream, (c::json ->> 'idempotency_key') AS key, o AS ord
-                          FROM unnest(p_contents) WITH ORDINALITY AS v(c, o)) u) t
-          LEFT JOIN LATERAL (SELECT e.version FROM audit.events e WHERE e.stream = t.stream
-                              ORDER BY e.version DESC LIMIT 1) m ON true
-    ) x;
-
-    FOR r IN SELECT (u.content::json ->> 'idempotency_key') AS key, u.content,
-                    (u.content::json ->> 'stream') AS stream, u.expected, u.ord
-               FROM unnest(p_contents, p_expected) WITH ORDINALITY AS u(content, expected, ord)
-    LOOP
-        IF versions[r.ord] IS NULL THEN
-            -- Idempotency, under the lock: the same key with the same content answers
-            -- with the original (seq, hash); the same key with other content is refused.
-            SELECT e.content, e.seq, e.hash, e.version, e.recorded_at INTO known
-              FROM audit.events e WHERE e.idempotency_key = r.key;
-            IF known.content <> r.content THEN
-                RAISE EXCEPTION 'idempotency key % was already used for different content (seq %)',
-                    r.key, known.seq
-                    USING ERRCODE = 'MR001', DETAIL = r.key;
-            END IF;
-            o_seq := o_seq || known.seq; o_hash := o_hash || known.hash;
-            o_version := o_version || known.version; o_recorded := o_recorded || known.recorded_at;
-            o_replayed := o_replayed || true;
-            CONTINUE;
-        END IF;
-        IF r.expected IS NOT NULL AND r.expected <> versions[r.ord] - 1 THEN
-            RAISE EXCEPTION 'stream % is at version %, expected %',
-                r.stream, versions[r.ord] - 1, r.expected
-                USING ERRCODE = 'MR002',
-                      DETAIL = json_build_object('stream', r.stream, 'expected', r.expected,
-                                                 'actual', versions[r.ord] - 1)::text;
-        END IF;
-        v_seq := v_seq + 1;
-        i_prev := i_prev || v_hash;
-        v_hash := sha256('\\x00'::bytea || v_hash || int8send(v_seq) || convert_to(
-            '{"event":' || r.content || ',"recorded_at":"' || v_now_text
-            || '","version":' || versions[r.ord] || '}', 'UTF8'));
-        i_seq := i_seq || v_seq; i_content := i_content || r.content;
-        i_version := i_version || versions[r.ord]; i_hash := i_hash || v_hash;
-        o_seq := o_seq || v_seq; o_hash := o_hash || v_hash;
-        o_version := o_version || versions[r.ord]; o_recorded := o_recorded || v_now;
-        o_replayed := o_replayed || false;
-        j := j + 1;
-    END LOOP;
-
-    IF j > 0 THEN
-        INSERT INTO audit.events (log_id, seq, content, version, recorded_at, occurred_at,
-                                  prev_hash, hash)
-        SELECT p_log_id, u.seq, u.content, u.version, v_now,
-               ((u.content::json) ->> 'occurred_at')::timestamptz, u.prev, u.hash
-          FROM unnest(i_seq, i_content, i_version, i_prev, i_hash) AS u(seq, content, version, prev, hash);
-        UPDATE audit.logs l SET head_seq = v_seq, head_hash = v_hash WHERE l.log_id = p_log_id;
-    END IF;
-
-    RETURN QUERY SELECT * FROM unnest(o_seq, o_hash, o_version, o_recorded, o_replayed);
-END $$;
-
 -- Read models: current state of each usulan and forum, written in the same transaction
 -- as the events that change them, and rebuildable from the log.
 CREATE TABLE read.proposals (
@@ -247,7 +127,6 @@ END $$;
 GRANT USAGE ON SCHEMA audit, read TO "{role}";
 GRANT SELECT, INSERT ON audit.events TO "{role}";
 GRANT SELECT, INSERT, UPDATE ON audit.logs TO "{role}";
-GRANT EXECUTE ON FUNCTION audit.append_events(text, text[], bigint[]) TO "{role}";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA read TO "{role}";
 """
 

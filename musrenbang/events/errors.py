@@ -25,9 +25,5 @@ class VersionConflict(EventLogError):
         self.actual = actual
 
 
-class ChangeRefused(EventLogError):
-    """Someone tried to update, delete or truncate recorded events."""
-
-
 class InvalidEvent(EventLogError):
     """An event could not be encoded (e.g. a float that is not finite, a naive timestamp)."""

@@ -64,33 +64,39 @@ async def prefetch(driver: Any, events: Sequence[NewEvent]) -> dict[str, Any]:
     }
 
 
-async def project(
-    driver: Any, events: Sequence[StoredEvent], current: dict[str, dict[str, State]] | None = None
-) -> None:
-    """Applies events (in seq order) to the read models: one read (unless `current` is
-    given) and one pipelined write per kind."""
+def plan_writes(
+    events: Sequence[StoredEvent], current: dict[str, dict[str, State]]
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The upserts (statement, rows) that bring the read models past `events`, given the
+    current rows of every id they touch (as :func:`prefetch` reads them)."""
     by_kind: dict[str, list[StoredEvent]] = {}
     for event in events:
         kind, _ = split_stream(event.stream)
         if kind in READ_MODELS:
             by_kind.setdefault(kind, []).append(event)
+    writes = []
     for kind, batch in by_kind.items():
         model = READ_MODELS[kind]
-        if current is not None and kind in current:
-            states = dict(current[kind])
-        else:
-            ids = sorted({split_stream(e.stream)[1] for e in batch})
-            cur = await driver.execute(select_sql(kind), (ids,))
-            states = {row[0]: row[1] for row in await cur.fetchall()}
+        states = dict(current.get(kind, {}))
         latest: dict[str, StoredEvent] = {}
         for event in batch:
             ident = split_stream(event.stream)[1]
             states[ident] = model.evolve(states.get(ident), event.type, event.payload)
             latest[ident] = event
-        async with driver.cursor() as cur:
-            await cur.executemany(
-                _upsert_sql(model), [_row(model, i, states[i], e) for i, e in latest.items()]
-            )
+        rows = [_row(model, i, states[i], e) for i, e in latest.items()]
+        writes.append((_upsert_sql(model), rows))
+    return writes
+
+
+async def project(driver: Any, events: Sequence[StoredEvent]) -> None:
+    """Applies events (in seq order) to the read models: one read and one write per kind."""
+    current = {}
+    for kind, ids in affected(events).items():
+        cur = await driver.execute(select_sql(kind), (ids,))
+        current[kind] = {row[0]: row[1] for row in await cur.fetchall()}
+    async with driver.cursor() as cur:
+        for sql, rows in plan_writes(events, current):
+            await cur.executemany(sql, rows)
 
 
 def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from musrenbang.events.append import append_events
 from musrenbang.events.errors import IdempotencyConflict, VersionConflict
-from musrenbang.events.store import append_events, read_log, read_stream
+from musrenbang.events.store import read_log, read_stream
 from musrenbang.events.verify import verify_all, verify_log
 from tests.events.helpers import T0, decided, submitted
 

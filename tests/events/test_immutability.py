@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from musrenbang.events.store import append_events
+from musrenbang.events.append import append_events
 from tests.events.helpers import submitted
 
 CHANGES = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from musrenbang.events.append import append_events
 from musrenbang.events.model import NewEvent
 from musrenbang.events.projections import rebuild
-from musrenbang.events.store import append_events
 from tests.events.helpers import CLERK, T0, decided, submitted
 
 TABLES = ["read.proposals", "read.forums", "read.cycles"]

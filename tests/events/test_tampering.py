@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from sqlalchemy import URL, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from musrenbang.events.append import append_events
 from musrenbang.events.db import create_engine
-from musrenbang.events.store import append_events
 from musrenbang.events.verify import verify_all
 from tests.events.helpers import decided, submitted
 
