@@ -1,0 +1,44 @@
+"""Working-day deadlines: weekends, national holidays and cuti bersama do not count.
+
+Pure: the holidays are passed in (the caller reads them from `lokal-id`), so workflows can
+use these functions deterministically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, timezone
+
+WIB = timezone(timedelta(hours=7), "WIB")
+CLOSE_OF_DAY = time(23, 59)
+
+
+def is_working_day(day: date, holidays: frozenset[date]) -> bool:
+    return day.weekday() < 5 and day not in holidays
+
+
+def roll_forward(day: date, holidays: frozenset[date]) -> date:
+    """The day itself if it is a working day, else the next working day."""
+    while not is_working_day(day, holidays):
+        day += timedelta(days=1)
+    return day
+
+
+def add_working_days(day: date, n: int, holidays: frozenset[date]) -> date:
+    """`n` working days after (n > 0) or before (n < 0) `day`."""
+    step = 1 if n >= 0 else -1
+    remaining = abs(n)
+    while remaining:
+        day += timedelta(days=step)
+        if is_working_day(day, holidays):
+            remaining -= 1
+    return day
+
+
+def end_of_day(day: date) -> datetime:
+    """23:59 WIB on `day`, in UTC: when a deadline on that day passes."""
+    return datetime.combine(day, CLOSE_OF_DAY, tzinfo=WIB).astimezone(UTC)
+
+
+def holidays_from(days: Iterable[str]) -> frozenset[date]:
+    return frozenset(date.fromisoformat(d) for d in days)

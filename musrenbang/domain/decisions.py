@@ -1,0 +1,222 @@
+"""Decisions a forum takes on its usulan, the rules they must pass, and the events they
+become. Pure: the forum workflow keeps a `ForumBook` and asks it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+SUB_KEGIATAN = re.compile(r"^\d\.\d{2}\.\d{2}\.\d\.\d{2}\.\d{4}$")
+# The official kecamatan criteria (Permendagri 86/2017).
+CRITERIA = ("rkpd", "spm", "hak-dasar", "lintas-kecamatan", "lainnya")
+
+
+class Kind(StrEnum):
+    ACCEPT = "accept"
+    REVISE = "revise"
+    REJECT = "reject"
+    DEFER = "defer"
+    MERGE = "merge"
+    PRIORITIZE = "prioritize"
+    ASSIGN = "assign"
+    INCLUDE = "include"
+    NOT_ACCOMMODATED = "not_accommodated"
+
+
+EVENT_OF = {
+    Kind.ACCEPT: "ProposalAccepted",
+    Kind.REVISE: "ProposalRevised",
+    Kind.REJECT: "ProposalRejected",
+    Kind.DEFER: "ProposalDeferred",
+    Kind.MERGE: "ProposalMerged",
+    Kind.PRIORITIZE: "ProposalPrioritized",
+    Kind.ASSIGN: "ProposalAssigned",
+    Kind.INCLUDE: "ProposalIncluded",
+    Kind.NOT_ACCOMMODATED: "ProposalNotAccommodated",
+}
+FORWARDING = {Kind.ACCEPT, Kind.REVISE, Kind.INCLUDE}
+NEEDS_REASON = {Kind.REJECT, Kind.DEFER, Kind.NOT_ACCOMMODATED}
+ALLOWED: dict[str, frozenset[Kind]] = {
+    "rkpd": frozenset({Kind.INCLUDE, Kind.NOT_ACCOMMODATED, Kind.DEFER}),
+    "kota": frozenset(Kind) - {Kind.ASSIGN},
+    "forum-pd": frozenset(Kind) - {Kind.INCLUDE, Kind.NOT_ACCOMMODATED},
+}
+DEFAULT_ALLOWED = frozenset(Kind) - {Kind.ASSIGN, Kind.INCLUDE, Kind.NOT_ACCOMMODATED}
+REVISABLE = ("masalah", "gagasan", "volume", "satuan", "cost", "opd", "sub_kegiatan", "alamat")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision on one usulan. Which fields matter depends on `kind`."""
+
+    proposal_id: str
+    kind: str
+    reason: str | None = None
+    reason_code: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    into: str | None = None
+    rank: int | None = None
+    scores: dict[str, int] = field(default_factory=dict)
+    opd_akhir: str | None = None
+    sub_kegiatan: str | None = None
+
+
+@dataclass
+class Entry:
+    """What a forum knows of one usulan it holds."""
+
+    cost: int
+    opd: str | None
+    kind: str = "musrenbang"
+    outcome: str | None = None  # the kind of the decision that currently stands
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ForumBook:
+    """The usulan a forum holds and the decisions standing on them."""
+
+    stage: str
+    pagu: int | None
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def accepted_total(self) -> int:
+        return sum(e.cost for e in self.entries.values() if e.outcome in FORWARDING)
+
+    def undecided(self) -> list[str]:
+        return [pid for pid, e in self.entries.items() if e.outcome is None]
+
+    def forwarded(self) -> list[str]:
+        return [pid for pid, e in self.entries.items() if e.outcome in FORWARDING]
+
+    def check(self, decisions: list[Decision], known_opds: frozenset[str]) -> list[str]:
+        """Every reason the batch is refused (empty: it may be recorded). A batch is
+        all-or-nothing, and the pagu is checked against its end state."""
+        problems: list[str] = []
+        trial = {pid: (e.outcome, e.cost) for pid, e in self.entries.items()}
+        allowed = ALLOWED.get(self.stage, DEFAULT_ALLOWED)
+        for n, d in enumerate(decisions, start=1):
+            where = f"decision {n} ({d.kind} on {d.proposal_id})"
+            problem = _check_one(d, self, allowed, known_opds, trial)
+            if problem:
+                problems.append(f"{where}: {problem}")
+                continue
+            if d.kind != Kind.PRIORITIZE and d.kind != Kind.ASSIGN:
+                cost = int(d.changes.get("cost", trial[d.proposal_id][1]))
+                trial[d.proposal_id] = (d.kind, cost)
+        total = sum(cost for outcome, cost in trial.values() if outcome in FORWARDING)
+        if not problems and self.pagu is not None and total > self.pagu:
+            problems.append(
+                f"the accepted total {_rupiah(total)} would exceed the pagu indikatif"
+                f" {_rupiah(self.pagu)}"
+            )
+        return problems
+
+    def apply(self, decisions: list[Decision]) -> list[tuple[str, str, dict[str, Any]]]:
+        """Records a checked batch; returns (stream id, event type, payload) to append."""
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        for d in decisions:
+            entry = self.entries[d.proposal_id]
+            kind = Kind(d.kind)
+            payload = _payload(d, kind, entry)
+            if kind not in (Kind.PRIORITIZE, Kind.ASSIGN):
+                entry.outcome = kind
+            if kind is Kind.REVISE:
+                entry.cost = int(d.changes.get("cost", entry.cost))
+                entry.opd = str(d.changes.get("opd", entry.opd))
+                entry.details.update(d.changes)
+            if kind is Kind.ASSIGN and d.opd_akhir:
+                entry.opd = d.opd_akhir
+            if kind is Kind.PRIORITIZE:
+                entry.details["rank"] = d.rank
+            out.append((d.proposal_id, EVENT_OF[kind], payload))
+            if kind is Kind.MERGE and d.into:
+                out.append((d.into, "ProposalMerged", {"absorbed": d.proposal_id}))
+        return out
+
+
+def _check_one(
+    d: Decision,
+    book: ForumBook,
+    allowed: frozenset[Kind],
+    known_opds: frozenset[str],
+    trial: dict[str, tuple[str | None, int]],
+) -> str | None:
+    if d.proposal_id not in book.entries:
+        return "this usulan is not held by this forum"
+    try:
+        kind = Kind(d.kind)
+    except ValueError:
+        return f"unknown decision; use one of {', '.join(k.value for k in Kind)}"
+    if kind not in allowed:
+        return f"not a decision the {book.stage} forum takes"
+    if trial[d.proposal_id][0] == Kind.MERGE:
+        return "already merged into another usulan"
+    if kind in NEEDS_REASON and not (d.reason and d.reason.strip()):
+        return "a reason is required"
+    if kind is Kind.REJECT and not d.reason_code:
+        return "a reason code is required to reject"
+    if kind is Kind.REVISE:
+        return _check_revision(d.changes)
+    if kind is Kind.MERGE:
+        if not d.into or d.into == d.proposal_id or d.into not in book.entries:
+            return "merge needs `into`: another usulan held by this forum"
+        if trial[d.into][0] in (Kind.MERGE, Kind.REJECT):
+            return f"cannot merge into {d.into}, which is merged or rejected"
+    if kind is Kind.PRIORITIZE:
+        return _check_priority(d)
+    if kind is Kind.ASSIGN:
+        if d.opd_akhir is None and d.sub_kegiatan is None:
+            return "assign needs opd_akhir and/or sub_kegiatan"
+        if d.opd_akhir is not None and d.opd_akhir not in known_opds:
+            return f"unknown OPD {d.opd_akhir!r}"
+        if d.sub_kegiatan is not None and not SUB_KEGIATAN.match(d.sub_kegiatan):
+            return "sub_kegiatan must look like 1.03.10.2.01.0001 (Permendagri 90/2019)"
+    return None
+
+
+def _check_revision(changes: dict[str, Any]) -> str | None:
+    if not changes:
+        return "accept with changes needs the changes"
+    unknown = set(changes) - set(REVISABLE)
+    if unknown:
+        return f"cannot revise {sorted(unknown)}; revisable: {', '.join(REVISABLE)}"
+    cost = changes.get("cost")
+    if cost is not None and (not isinstance(cost, int) or isinstance(cost, bool) or cost <= 0):
+        return "cost must be a positive whole number of Rupiah"
+    return None
+
+
+def _check_priority(d: Decision) -> str | None:
+    if d.rank is None or d.rank < 1:
+        return "prioritize needs a rank of 1 or more"
+    bad = {k: v for k, v in d.scores.items() if k not in CRITERIA or not 0 <= v <= 5}
+    if bad:
+        return f"scores must be 0-5 on the criteria {', '.join(CRITERIA)}"
+    return None
+
+
+def _payload(d: Decision, kind: Kind, entry: Entry) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if kind in NEEDS_REASON:
+        payload.update(reason=d.reason, reason_code=d.reason_code)
+    if kind is Kind.REVISE:
+        payload["changes"] = d.changes
+        payload["original"] = {k: entry.details.get(k) for k in d.changes}
+        if "cost" in d.changes:
+            payload["original"]["cost"] = entry.cost
+    if kind is Kind.MERGE:
+        payload["into"] = d.into
+    if kind is Kind.PRIORITIZE:
+        payload.update(rank=d.rank, scores=d.scores)
+    if kind is Kind.ASSIGN:
+        payload.update(opd_awal=entry.opd, opd_akhir=d.opd_akhir or entry.opd)
+        if d.sub_kegiatan:
+            payload["sub_kegiatan"] = d.sub_kegiatan
+    return payload
+
+
+def _rupiah(amount: int) -> str:
+    return "Rp" + f"{amount:,}".replace(",", ".")

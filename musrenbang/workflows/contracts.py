@@ -1,0 +1,238 @@
+"""What goes in and out of the workflows: inputs, update requests and results.
+
+Plain dataclasses (the Temporal JSON converter carries them), shared with the API. Each
+workflow and activity takes one dataclass so fields can be added later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ActorRef:
+    subject: str
+    role: str
+    jurisdiction: str | None = None
+    fraksi: str | None = None
+    request_id: str | None = None  # the API request that caused this, for correlation
+
+
+@dataclass
+class Incoming:
+    """An usulan arriving at a forum: its id and what the forum's rules need of it."""
+
+    proposal_id: str
+    cost: int
+    opd: str | None
+    kind: str = "musrenbang"
+    origin_unit: str | None = None
+
+
+@dataclass
+class ProposalDraft:
+    """A new usulan as submitted at a kelurahan forum (or a pokir at the cycle)."""
+
+    masalah: str
+    gagasan: str
+    cost: int
+    bidang: str
+    volume: float
+    satuan: str
+    kelurahan: str | None = None
+    rt: str | None = None
+    rw: str | None = None
+    alamat: str | None = None
+    fisik: bool = True
+    opd: str | None = None
+    koordinat: list[float] | None = None
+    pengusul: str | None = None
+    proposal_id: str | None = None
+
+
+@dataclass
+class ForumConfig:
+    """Deadline policy of a forum."""
+
+    deadline: str  # ISO-8601 UTC
+    reminder_hours: list[int] = field(default_factory=lambda: [72, 24])
+    grace_working_days: int = 3
+    holidays: list[str] = field(default_factory=list)
+    auto_close_policy: str = "not_deliberated"  # or "forward"
+
+
+@dataclass
+class ForumInput:
+    cycle_id: str
+    city: str
+    stage: str
+    level: str
+    unit: str
+    next_stage: str | None
+    next_level: str | None
+    config: ForumConfig
+    pagu: int | None = None
+    intake: bool = False
+    incoming: list[Incoming] = field(default_factory=list)
+    opds: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SubmitRequest:
+    actor: ActorRef
+    proposals: list[ProposalDraft]
+
+
+@dataclass
+class DecisionRequest:
+    proposal_id: str
+    kind: str
+    reason: str | None = None
+    reason_code: str | None = None
+    changes: dict[str, Any] = field(default_factory=dict)
+    into: str | None = None
+    rank: int | None = None
+    scores: dict[str, int] = field(default_factory=dict)
+    opd_akhir: str | None = None
+    sub_kegiatan: str | None = None
+
+
+@dataclass
+class DecideRequest:
+    actor: ActorRef
+    decisions: list[DecisionRequest]
+
+
+@dataclass
+class BeritaAcara:
+    tanggal: str
+    tempat: str
+    peserta: int
+    penandatangan: list[str]
+    catatan: str | None = None
+    perkada: str | None = None  # at the rkpd stage: the Perkada that adopts the RKPD
+
+
+@dataclass
+class CloseRequest:
+    actor: ActorRef
+    berita_acara: BeritaAcara
+
+
+@dataclass
+class ExtendRequest:
+    actor: ActorRef
+    new_deadline: str
+    reason: str
+
+
+@dataclass
+class CommandResult:
+    seqs: list[int]
+    proposal_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ForumResult:
+    forum_id: str
+    stage: str
+    unit: str
+    closed_by: str
+    forwarded: list[Incoming]
+    perkada: str | None = None
+
+
+@dataclass
+class ForumView:
+    forum_id: str
+    stage: str
+    unit: str
+    status: str
+    deadline: str
+    escalated_to: str | None
+    pagu: int | None
+    accepted_total: int
+    proposals: dict[str, str | None]
+
+
+@dataclass
+class StageCalendar:
+    stage: str
+    deadline: str  # ISO date (YYYY-MM-DD) or datetime; rolled to a working day
+
+
+@dataclass
+class CycleInput:
+    cycle_id: str
+    region: str
+    region_name: str
+    year: int
+    template: str
+    stages: list[str]
+    units: dict[str, list[str]]  # kelurahan: [...], kecamatan: [...]
+    opds: list[str]
+    deadlines: dict[str, str]  # stage slug -> ISO-8601 UTC (already a working day)
+    pokir_deadline: str
+    holidays: list[str] = field(default_factory=list)
+    pagu: dict[str, int] = field(default_factory=dict)  # stage slug -> pagu per forum
+    reminder_hours: list[int] = field(default_factory=lambda: [72, 24])
+    grace_working_days: int = 3
+    auto_close_policy: str = "not_deliberated"
+    actor: ActorRef | None = None
+
+
+@dataclass
+class PokirRequest:
+    actor: ActorRef
+    dapil: str
+    proposals: list[ProposalDraft]
+
+
+@dataclass
+class CycleResult:
+    cycle_id: str
+    rkpd_items: list[str]
+    total_cost: int
+    perkada: str | None
+
+
+@dataclass
+class CycleView:
+    cycle_id: str
+    status: str
+    open_forums: list[str]
+    closed_forums: list[str]
+    pokir_open: bool
+    rkpd_items: int
+
+
+@dataclass
+class EventSpec:
+    """An event a workflow asks to record (the activity turns it into a log entry)."""
+
+    stream: str
+    type: str
+    payload: dict[str, Any]
+    actor: dict[str, Any]
+    occurred_at: str
+    idempotency_key: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecordInput:
+    log_id: str
+    events: list[EventSpec]
+
+
+@dataclass
+class NotifyInput:
+    log_id: str
+    forum_id: str
+    cycle_id: str
+    kind: str  # reminder | escalation
+    message: str
+    details: dict[str, Any]
+    idempotency_key: str
+    occurred_at: str

@@ -1,0 +1,418 @@
+"""ForumWorkflow: one forum (a Musrenbang Kelurahan, Kecamatan, Forum PD, Kota, or the
+Penetapan RKPD), from opening to its Berita Acara.
+
+It holds the usulan under deliberation and is their only writer while it holds them.
+Updates carry validators, so a refused request leaves no trace in history and writes
+nothing. Timers send reminders before the deadline, escalate at it, and auto-close after
+the grace period; each is recorded with the system as the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from musrenbang.domain.access import Actor, escalation_target, may_decide, may_extend
+    from musrenbang.domain.calendar import WIB, add_working_days, end_of_day, holidays_from
+    from musrenbang.domain.decisions import Decision, Entry, ForumBook
+    from musrenbang.domain.stages import Level, forum_id
+    from musrenbang.workflows.contracts import (
+        ActorRef,
+        CloseRequest,
+        CommandResult,
+        DecideRequest,
+        ExtendRequest,
+        ForumInput,
+        ForumResult,
+        ForumView,
+        Incoming,
+        SubmitRequest,
+    )
+    from musrenbang.workflows.recording import Recorder, route, validate_draft
+
+
+@workflow.defn
+class ForumWorkflow:
+    """One forum of one stage for one unit (a kelurahan, kecamatan, OPD or the city)."""
+
+    @workflow.init
+    def __init__(self, inp: ForumInput) -> None:
+        self.inp = inp
+        self.id = forum_id(inp.cycle_id, inp.stage, inp.unit)
+        self.level = Level(inp.level)
+        self.book = ForumBook(inp.stage, inp.pagu)
+        for item in inp.incoming:
+            self.book.entries[item.proposal_id] = Entry(item.cost, item.opd, item.kind)
+        self.deadline = _parse(inp.config.deadline)
+        self.status = "open"
+        self.escalated_to: str | None = None
+        self.closed_by: str | None = None
+        self.perkada: str | None = None
+        self.lock = asyncio.Lock()
+        self.rec = Recorder(inp.city, inp.cycle_id, self.id, inp.stage, inp.unit)
+
+    @workflow.run
+    async def run(self, inp: ForumInput) -> ForumResult:
+        async with self.lock:
+            await self.rec.record(
+                [self.rec.forum_event("ForumOpened", self._opened_payload())], "opened"
+            )
+        await self._watch_deadline()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        forwarded = [
+            Incoming(pid, e.cost, e.opd, e.kind)
+            for pid, e in self.book.entries.items()
+            if e.outcome in ("accept", "revise", "include")
+        ]
+        return ForumResult(
+            self.id, inp.stage, inp.unit, self.closed_by or "", forwarded, self.perkada
+        )
+
+    # -- deadlines --------------------------------------------------------------------
+
+    async def _watch_deadline(self) -> None:
+        """Reminders, then escalation at the deadline, then auto-close after the grace
+        period. An extension moves the deadline and starts the sequence again."""
+        sent: set[tuple[str, int]] = set()
+        while self.status != "closed":
+            due, action = self._next_due(sent)
+            delay = max((due - workflow.now()).total_seconds(), 0)
+            marker = self.deadline
+            try:
+                await workflow.wait_condition(
+                    lambda m=marker: self.status == "closed" or self.deadline != m,  # type: ignore[misc]
+                    timeout=delay,
+                )
+                continue  # closed, or the deadline moved
+            except TimeoutError:
+                pass
+            async with self.lock:
+                if self.status == "closed" or self.deadline != marker:
+                    continue
+                await action(sent)
+
+    def _next_due(self, sent: set[tuple[str, int]]) -> tuple[datetime, Any]:
+        key = self.deadline.isoformat()
+        if self.status == "open":
+            for hours in sorted(self.inp.config.reminder_hours, reverse=True):
+                at = self.deadline - timedelta(hours=hours)
+                if (key, hours) not in sent and at > workflow.now():
+                    return at, lambda s, h=hours: self._remind(s, h)
+                sent.add((key, hours))
+            return self.deadline, self._escalate
+        grace_end = end_of_day(
+            add_working_days(
+                self.deadline.astimezone(WIB).date(),
+                self.inp.config.grace_working_days,
+                holidays_from(self.inp.config.holidays),
+            )
+        )
+        return grace_end, self._auto_close
+
+    async def _remind(self, sent: set[tuple[str, int]], hours: int) -> None:
+        sent.add((self.deadline.isoformat(), hours))
+        undecided = len(self.book.undecided())
+        payload = {"deadline": _iso(self.deadline), "hours_left": hours, "undecided": undecided}
+        await self.rec.record(
+            [self.rec.forum_event("DeadlineReminderSent", payload, system=True)],
+            f"reminder:{_iso(self.deadline)}:{hours}",
+        )
+        await self.rec.notify(
+            "reminder",
+            f"{self.inp.stage} {self.inp.unit}: tenggat {hours} jam lagi,"
+            f" {undecided} usulan belum diputuskan",
+            payload,
+            f"reminder:{_iso(self.deadline)}:{hours}",
+        )
+
+    async def _escalate(self, sent: set[tuple[str, int]]) -> None:
+        self.status = "overdue"
+        self.escalated_to = escalation_target(self.level, self.inp.unit, self.inp.city)
+        key = f"deadline:{_iso(self.deadline)}"
+        missed = {"deadline": _iso(self.deadline), "undecided": len(self.book.undecided())}
+        raised = {"to": self.escalated_to, "deadline": _iso(self.deadline)}
+        await self.rec.record(
+            [
+                self.rec.forum_event("DeadlineMissed", missed, system=True),
+                self.rec.forum_event("EscalationRaised", raised, system=True),
+            ],
+            key,
+        )
+        await self.rec.notify(
+            "escalation",
+            f"{self.inp.stage} {self.inp.unit} melewati tenggat; dieskalasi ke {self.escalated_to}",
+            raised,
+            key,
+        )
+
+    async def _auto_close(self, sent: set[tuple[str, int]]) -> None:
+        policy = self.inp.config.auto_close_policy
+        events = []
+        for pid in self.book.undecided():
+            if policy == "forward":
+                self.book.entries[pid].outcome = "accept"
+                events.append(
+                    self.rec.proposal_event(pid, "ProposalAccepted", {"auto": True}, system=True)
+                )
+            else:
+                self.book.entries[pid].outcome = "not_deliberated"
+                events.append(
+                    self.rec.proposal_event(
+                        pid,
+                        "ProposalNotDeliberated",
+                        {
+                            "reason": "Forum ditutup otomatis setelah tenggat dan masa tenggang",
+                            "reason_code": "tidak-dibahas",
+                        },
+                        system=True,
+                    )
+                )
+        payload = {"policy": policy, "deadline": _iso(self.deadline), **self._closing_summary()}
+        events.append(self.rec.forum_event("ForumAutoClosed", payload, system=True))
+        events.extend(self._forward_events(system=True))
+        self.status, self.closed_by = "closed", "system"
+        await self.rec.record(events, f"autoclose:{_iso(self.deadline)}")
+
+    # -- updates ----------------------------------------------------------------------
+
+    @workflow.update
+    async def submit(self, req: SubmitRequest) -> CommandResult:
+        async with self.lock:
+            self._authorize(req.actor)
+            events, ids = [], []
+            for draft in req.proposals:
+                pid = draft.proposal_id or str(workflow.uuid4())
+                details = {k: v for k, v in asdict(draft).items() if v is not None}
+                details.pop("proposal_id", None)
+                details.setdefault("kelurahan", self.inp.unit)
+                opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
+                details["opd"] = opd
+                self.book.entries[pid] = Entry(draft.cost, opd, "musrenbang", None, details)
+                payload = {
+                    "proposal_id": pid,
+                    "cycle_id": self.inp.cycle_id,
+                    "stage": self.inp.stage,
+                    "unit": self.inp.unit,
+                    "kind": "musrenbang",
+                    "details": details,
+                    "proposer": draft.pengusul,
+                }
+                events.append(self.rec.proposal_event(pid, "ProposalSubmitted", payload, req.actor))
+                ids.append(pid)
+            seqs = await self.rec.record(events, _update_key())
+            return CommandResult(seqs, ids)
+
+    @submit.validator
+    def _validate_submit(self, req: SubmitRequest) -> None:
+        self._authorize(req.actor)
+        if not self.inp.intake:
+            raise ValueError(f"usulan are not submitted at the {self.inp.stage} forum")
+        if not req.proposals:
+            raise ValueError("no usulan in the request")
+        for n, draft in enumerate(req.proposals, start=1):
+            problem = validate_draft(draft, self.inp.opds)
+            if problem:
+                raise ValueError(f"usulan {n}: {problem}")
+            if draft.proposal_id and draft.proposal_id in self.book.entries:
+                raise ValueError(f"usulan {n}: id {draft.proposal_id} is already submitted")
+
+    @workflow.update
+    async def decide(self, req: DecideRequest) -> CommandResult:
+        async with self.lock:
+            decisions = self._check_decisions(req)
+            events = [
+                self.rec.proposal_event(pid, etype, {**payload}, req.actor)
+                for pid, etype, payload in self.book.apply(decisions)
+            ]
+            return CommandResult(await self.rec.record(events, _update_key()))
+
+    @decide.validator
+    def _validate_decide(self, req: DecideRequest) -> None:
+        self._check_decisions(req)
+
+    def _check_decisions(self, req: DecideRequest) -> list[Decision]:
+        self._authorize(req.actor)
+        if not req.decisions:
+            raise ValueError("no decisions in the request")
+        decisions = [Decision(**asdict(d)) for d in req.decisions]
+        problems = self.book.check(decisions, frozenset(self.inp.opds))
+        if problems:
+            raise ValueError("; ".join(problems[:20]))
+        return decisions
+
+    @workflow.update
+    async def close(self, req: CloseRequest) -> CommandResult:
+        async with self.lock:
+            self._check_close(req)
+            ba = asdict(req.berita_acara)
+            events = [
+                self.rec.forum_event(
+                    "ForumClosed", {"berita_acara": ba, **self._closing_summary()}, req.actor
+                ),
+                *self._forward_events(actor=req.actor),
+            ]
+            self.status, self.closed_by = "closed", req.actor.subject
+            self.perkada = req.berita_acara.perkada
+            return CommandResult(await self.rec.record(events, _update_key()))
+
+    @close.validator
+    def _validate_close(self, req: CloseRequest) -> None:
+        self._check_close(req)
+
+    def _check_close(self, req: CloseRequest) -> None:
+        self._authorize(req.actor)
+        ba = req.berita_acara
+        if not ba.tempat.strip() or ba.peserta < 1 or not ba.penandatangan:
+            raise ValueError("the Berita Acara needs a place, attendance and signatories")
+        try:
+            date.fromisoformat(ba.tanggal)
+        except ValueError:
+            raise ValueError("berita_acara.tanggal must be a date (YYYY-MM-DD)") from None
+        if self.inp.next_stage is None and not (ba.perkada and ba.perkada.strip()):
+            raise ValueError("adopting the RKPD needs the number of the Perkada")
+        undecided = self.book.undecided()
+        if undecided:
+            raise ValueError(
+                f"{len(undecided)} usulan are still undecided (e.g. {', '.join(undecided[:3])})"
+            )
+
+    @workflow.update
+    async def extend(self, req: ExtendRequest) -> CommandResult:
+        async with self.lock:
+            new = self._check_extend(req)
+            payload = {
+                "old_deadline": _iso(self.deadline),
+                "new_deadline": _iso(new),
+                "reason": req.reason,
+            }
+            seqs = await self.rec.record(
+                [self.rec.forum_event("DeadlineExtended", payload, req.actor)], _update_key()
+            )
+            self.deadline, self.status = new, "open"
+            return CommandResult(seqs)
+
+    @extend.validator
+    def _validate_extend(self, req: ExtendRequest) -> None:
+        self._check_extend(req)
+
+    def _check_extend(self, req: ExtendRequest) -> datetime:
+        actor = Actor(req.actor.subject, req.actor.role, req.actor.jurisdiction)
+        if not may_extend(actor, self.level, self.inp.unit, self.inp.city):
+            raise PermissionError(f"{req.actor.subject} may not extend this forum's deadline")
+        if self.status == "closed":
+            raise ValueError("the forum is closed")
+        if not req.reason.strip():
+            raise ValueError("an extension needs a reason")
+        try:
+            new = _parse(req.new_deadline)
+        except ValueError:
+            raise ValueError("new_deadline must be an ISO-8601 timestamp with a zone") from None
+        if new <= workflow.now() or new <= self.deadline:
+            raise ValueError("the new deadline must be later than the current one and than now")
+        return new
+
+    @workflow.signal
+    def receive(self, items: list[Incoming]) -> None:
+        """Late arrivals (pokir submitted while this Forum PD is open)."""
+        for item in items:
+            self.book.entries.setdefault(item.proposal_id, Entry(item.cost, item.opd, item.kind))
+
+    @workflow.query
+    def view(self) -> ForumView:
+        return ForumView(
+            self.id,
+            self.inp.stage,
+            self.inp.unit,
+            self.status,
+            _iso(self.deadline),
+            self.escalated_to,
+            self.inp.pagu,
+            self.book.accepted_total(),
+            {pid: e.outcome for pid, e in self.book.entries.items()},
+        )
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _authorize(self, ref: ActorRef) -> None:
+        if self.status == "closed":
+            raise ValueError("the forum is closed")
+        actor = Actor(ref.subject, ref.role, ref.jurisdiction)
+        if not may_decide(actor, self.level, self.inp.unit, self.inp.city, self.escalated_to):
+            raise PermissionError(
+                f"{ref.subject} ({ref.role}, {ref.jurisdiction}) may not act on {self.id}"
+            )
+
+    def _opened_payload(self) -> dict[str, Any]:
+        return {
+            "forum_id": self.id,
+            "cycle_id": self.inp.cycle_id,
+            "stage": self.inp.stage,
+            "unit": self.inp.unit,
+            "deadline": _iso(self.deadline),
+            "pagu": self.inp.pagu,
+            "incoming": [i.proposal_id for i in self.inp.incoming],
+        }
+
+    def _closing_summary(self) -> dict[str, Any]:
+        ranked = sorted(self.book.forwarded(), key=lambda p: (self._rank(p), p))
+        return {
+            "forwarded": ranked,
+            "accepted_total": self.book.accepted_total(),
+            "held": len(self.book.entries),
+        }
+
+    def _rank(self, pid: str) -> int:
+        rank = self.book.entries[pid].details.get("rank")
+        return int(rank) if isinstance(rank, int) else 1_000_000
+
+    def _forward_events(self, actor: ActorRef | None = None, system: bool = False) -> list[Any]:
+        if self.inp.next_stage is None or self.inp.next_level is None:
+            return []
+        events = []
+        for pid in self.book.forwarded():
+            to_unit = route(
+                Level(self.inp.next_level), self.inp.unit, self.book.entries[pid].opd, self.inp.city
+            )
+            payload = {
+                "from_stage": self.inp.stage,
+                "from_unit": self.inp.unit,
+                "to_stage": self.inp.next_stage,
+                "to_unit": to_unit,
+            }
+            events.append(
+                self.rec.proposal_event(pid, "ProposalForwarded", payload, actor, system=system)
+            )
+        return events
+
+
+def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
+    from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
+
+    if opd:
+        return opd
+    found = opd_for(bidang, KOTA_TANGERANG)
+    return found if found in opds else None
+
+
+def _update_key() -> str:
+    info = workflow.current_update_info()
+    if info is None:
+        raise ApplicationError("no update in progress")
+    return f"update:{info.id}"
+
+
+def _parse(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("timestamp without a zone")
+    return moment
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()

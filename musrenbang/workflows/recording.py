@@ -1,0 +1,178 @@
+"""How workflows record: events are built deterministically here and appended by the
+`record_events` local activity, with idempotency keys derived from the workflow id and
+the update (or timer) that caused them, so a retried activity never writes twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from musrenbang.domain.access import system_actor
+    from musrenbang.domain.stages import Level
+    from musrenbang.workflows.contracts import (
+        ActorRef,
+        EventSpec,
+        NotifyInput,
+        ProposalDraft,
+        RecordInput,
+    )
+
+# Far below Temporal's 2 MB payload limit even for long payloads.
+CHUNK = 500
+RECORD_TIMEOUT = timedelta(seconds=60)
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=5),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=8,
+)
+
+
+class Recorder:
+    """Builds and records the events of one workflow (a forum or a cycle)."""
+
+    def __init__(
+        self,
+        log_id: str,
+        cycle_id: str,
+        owner_id: str,
+        stage: str | None = None,
+        unit: str | None = None,
+    ) -> None:
+        self.log_id = log_id
+        self.cycle_id = cycle_id
+        self.owner_id = owner_id
+        self.stage = stage
+        self.unit = unit
+
+    def _actor(self, actor: ActorRef | None, system: bool) -> tuple[dict[str, Any], str | None]:
+        if system or actor is None:
+            return system_actor(workflow.info().workflow_id), None
+        data = {"subject": actor.subject, "role": actor.role}
+        if actor.jurisdiction:
+            data["jurisdiction"] = actor.jurisdiction
+        if actor.fraksi:
+            data["fraksi"] = actor.fraksi
+        return data, actor.request_id
+
+    def event(
+        self,
+        stream: str,
+        type_: str,
+        payload: dict[str, Any],
+        actor: ActorRef | None = None,
+        system: bool = False,
+    ) -> EventSpec:
+        who, correlation = self._actor(actor, system)
+        metadata: dict[str, Any] = {
+            "cycle_id": self.cycle_id,
+            "workflow_id": workflow.info().workflow_id,
+        }
+        if correlation:
+            metadata["correlation_id"] = correlation
+        return EventSpec(stream, type_, payload, who, workflow.now().isoformat(), "", metadata)
+
+    def forum_event(
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        actor: ActorRef | None = None,
+        system: bool = False,
+    ) -> EventSpec:
+        return self.event(f"forum:{self.owner_id}", type_, payload, actor, system)
+
+    def cycle_event(
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        actor: ActorRef | None = None,
+        system: bool = False,
+    ) -> EventSpec:
+        return self.event(f"cycle:{self.cycle_id}", type_, payload, actor, system)
+
+    def proposal_event(
+        self,
+        pid: str,
+        type_: str,
+        payload: dict[str, Any],
+        actor: ActorRef | None = None,
+        system: bool = False,
+    ) -> EventSpec:
+        if self.stage is not None:
+            payload = {"stage": self.stage, "unit": self.unit, **payload}
+        return self.event(f"proposal:{pid}", type_, payload, actor, system)
+
+    async def record(self, events: list[EventSpec], cause: str) -> list[int]:
+        """Appends `events`; `cause` names what produced them (an update id, a timer)."""
+        base = f"{workflow.info().workflow_id}:{cause}"
+        for n, spec in enumerate(events):
+            spec.idempotency_key = f"{base}:{n}"
+        seqs: list[int] = []
+        for start in range(0, len(events), CHUNK):
+            seqs.extend(
+                await workflow.execute_local_activity(
+                    "record_events",
+                    RecordInput(self.log_id, events[start : start + CHUNK]),
+                    start_to_close_timeout=RECORD_TIMEOUT,
+                    result_type=list[int],
+                )
+            )
+        return seqs
+
+    async def notify(self, kind: str, message: str, details: dict[str, Any], cause: str) -> None:
+        """Delivers a reminder or escalation to the webhook (retried), and records that."""
+        await workflow.execute_activity(
+            "notify",
+            NotifyInput(
+                self.log_id,
+                self.owner_id,
+                self.cycle_id,
+                kind,
+                message,
+                details,
+                f"{workflow.info().workflow_id}:{cause}:delivered",
+                workflow.now().isoformat(),
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=NOTIFY_RETRY,
+        )
+
+
+def route(next_level: Level, unit: str, opd: str | None, city: str) -> str:
+    """Where a forwarded usulan goes: kelurahan to its kecamatan, kecamatan to the OPD it
+    is assigned to, OPD forums to the city."""
+    if next_level is Level.KECAMATAN:
+        return unit if unit.count(".") == 2 else unit.rsplit(".", 1)[0]
+    if next_level is Level.OPD:
+        return opd or "bappeda"
+    return city
+
+
+def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
+    """Why a submitted usulan is refused, or None."""
+    if not draft.masalah.strip() or not draft.gagasan.strip():
+        return "masalah and gagasan are required"
+    if isinstance(draft.cost, bool) or not isinstance(draft.cost, int) or draft.cost <= 0:
+        return "cost must be a positive whole number of Rupiah"
+    if draft.volume <= 0 or not draft.satuan.strip():
+        return "volume must be positive and satuan given"
+    if draft.opd is not None and draft.opd not in opds:
+        return f"unknown OPD {draft.opd!r}"
+    if draft.opd is None:
+        from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
+
+        if opd_for(draft.bidang, KOTA_TANGERANG) not in opds:
+            return f"no OPD handles bidang {draft.bidang!r}; name the opd"
+    for name, value in (("rt", draft.rt), ("rw", draft.rw)):
+        if value is not None and not (value.isdigit() and len(value) <= 3):
+            return f"{name} must be a number of up to three digits"
+    if draft.koordinat is not None and (
+        len(draft.koordinat) != 2
+        or not (-11 <= draft.koordinat[0] <= 6 and 95 <= draft.koordinat[1] <= 141)
+    ):
+        return "koordinat must be [lat, lon] within Indonesia"
+    return None
