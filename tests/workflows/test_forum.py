@@ -1,0 +1,148 @@
+"""One forum on the time-skipping server: refusals, escalation, extension, webhook delivery."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from musrenbang.workflows.contracts import (
+    DecideRequest,
+    DecisionRequest,
+    ExtendRequest,
+    ForumConfig,
+    ForumInput,
+    SubmitRequest,
+)
+from musrenbang.workflows.forum import ForumWorkflow
+from musrenbang.worker import build_worker
+from tests.workflows.helpers import coordinator, draft
+
+KEL = "13.72.01.1001"
+
+
+async def _start(env: WorkflowEnvironment, queue: str, **config: Any) -> Any:
+    now = await env.get_current_time()
+    inp = ForumInput(
+        cycle_id="13.72-2028", city="13.72", stage="kelurahan", level="kelurahan", unit=KEL,
+        next_stage="kecamatan", next_level="kecamatan",
+        config=ForumConfig(deadline=(now + timedelta(days=10)).isoformat(), **config),
+        pagu=500_000_000, intake=True, opds=["dinas-pupr", "dinas-kesehatan"],
+    )
+    return await env.client.start_workflow(ForumWorkflow.run, inp, id=f"forum-{KEL}-{queue}",
+                                           task_queue=queue)
+
+
+async def _events(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT type, actor, payload FROM audit.events ORDER BY seq"))).all()
+
+
+async def test_refused_requests_write_nothing_and_leave_no_trace(
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with build_worker(env.client, task_queue, engine):
+        forum = await _start(env, task_queue)
+        lurah = coordinator(KEL)
+        res = await forum.execute_update(ForumWorkflow.submit, SubmitRequest(
+            lurah, [draft("Jalan rusak", "jalan", 400_000_000), draft("Drainase", "drainase", 200_000_000)]))
+        a, b = res.proposal_ids
+        before = len(await _events(engine))
+        refusals = [
+            (coordinator("13.72.01.1002"), [DecisionRequest(a, "accept")], "may not act"),
+            (lurah, [DecisionRequest(a, "reject", reason_code="x")], "reason is required"),
+            (lurah, [DecisionRequest(a, "accept"), DecisionRequest(b, "accept")], "pagu indikatif"),
+            (lurah, [DecisionRequest("nope", "accept")], "not held by this forum"),
+        ]
+        for actor, decisions, message in refusals:
+            with pytest.raises(WorkflowUpdateFailedError) as err:
+                await forum.execute_update(ForumWorkflow.decide, DecideRequest(actor, decisions))
+            assert message in str(err.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError, match="") as err:
+            await forum.execute_update(ForumWorkflow.submit, SubmitRequest(lurah, [draft("x", "jalan", -5)]))
+        assert "positive whole number" in str(err.value.cause)
+        assert len(await _events(engine)) == before
+        history = await forum.fetch_history()
+        accepted = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+        assert len(accepted) == 1, "rejected updates never reach history"
+        await forum.terminate()
+
+
+async def test_escalation_lets_the_level_above_act_and_extend(
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str
+) -> None:
+    env = time_skipping_env
+    async with build_worker(env.client, task_queue, engine):
+        forum = await _start(env, task_queue)
+        lurah, camat = coordinator(KEL), coordinator("13.72.01")
+        res = await forum.execute_update(ForumWorkflow.submit, SubmitRequest(
+            lurah, [draft("Jalan rusak", "jalan", 100_000_000)]))
+        with pytest.raises(WorkflowUpdateFailedError):
+            await forum.execute_update(ForumWorkflow.decide, DecideRequest(
+                camat, [DecisionRequest(res.proposal_ids[0], "accept")]))
+        await env.sleep(timedelta(days=10, hours=1))  # past the deadline, inside the grace period
+        view = await forum.query(ForumWorkflow.view)
+        assert (view.status, view.escalated_to) == ("overdue", "13.72.01")
+        await forum.execute_update(ForumWorkflow.decide, DecideRequest(
+            camat, [DecisionRequest(res.proposal_ids[0], "accept")]))
+        with pytest.raises(WorkflowUpdateFailedError, match=""):
+            await forum.execute_update(ForumWorkflow.extend, ExtendRequest(
+                lurah, (await env.get_current_time() + timedelta(days=5)).isoformat(), "Banjir"))
+        await forum.execute_update(ForumWorkflow.extend, ExtendRequest(
+            camat, (await env.get_current_time() + timedelta(days=5)).isoformat(), "Banjir di RW 02"))
+        assert (await forum.query(ForumWorkflow.view)).status == "open"
+        result = await forum.result()  # nobody closes: reminders, escalation, auto-close again
+    assert result.closed_by == "system" and [f.proposal_id for f in result.forwarded] == res.proposal_ids
+    types = [(r.type, r.actor.get("subject", r.actor.get("role"))) for r in await _events(engine)]
+    assert ("ProposalAccepted", "koordinator.13.72.01") in types
+    assert ("DeadlineExtended", "koordinator.13.72.01") in types
+    assert [t for t, _ in types].count("EscalationRaised") == 2
+    assert types[-2:] == [("ForumAutoClosed", "system"), ("ProposalForwarded", "system")]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared with the test on purpose
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Hook.received.append(body)
+        first_try = sum(r["key"] == body["key"] for r in _Hook.received) == 1
+        self.send_response(503 if first_try else 204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    _Hook.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+
+
+async def test_reminders_and_escalations_reach_the_webhook_with_retries(
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str, webhook: str
+) -> None:
+    env = time_skipping_env
+    async with build_worker(env.client, task_queue, engine, webhook):
+        forum = await _start(env, task_queue, reminder_hours=[24])
+        await forum.result()
+    kinds = [r["kind"] for r in _Hook.received]
+    assert kinds == ["reminder", "reminder", "escalation", "escalation"], "each first try fails"
+    delivered = [r.payload for r in await _events(engine) if r.type == "NotificationDelivered"]
+    assert [(d["kind"], d["attempt"], d["status"]) for d in delivered] == [
+        ("reminder", 2, 204), ("escalation", 2, 204)]
