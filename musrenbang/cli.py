@@ -62,10 +62,36 @@ async def _rebuild(settings: Settings) -> int:
     return 0
 
 
+def temporal_target(settings: Settings) -> str:
+    return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
+
+
+async def _worker(settings: Settings) -> int:
+    from temporalio.client import Client
+
+    from musrenbang.logging import get_logger
+    from musrenbang.worker import build_worker
+
+    engine = _app_engine(settings)
+    client = await Client.connect(temporal_target(settings), namespace=settings.temporal_namespace)
+    worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
+    get_logger("musrenbang.worker").info(
+        "worker.started",
+        task_queue=settings.temporal_task_queue,
+        temporal=temporal_target(settings),
+    )
+    try:
+        await worker.run()
+    finally:
+        await engine.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="musrenbang", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="bring the database schema up to date (as the owner)")
+    sub.add_parser("worker", help="run the Temporal worker (workflows and activities)")
     audit = sub.add_parser("audit", help="auditor commands")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="verify the whole log; exit 0 when intact")
@@ -79,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.resolved_log_format, settings.log_level)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "worker":
+        try:
+            return asyncio.run(_worker(settings))
+        except KeyboardInterrupt:
+            return 0
     if args.command == "audit" and args.audit_command == "verify":
         return asyncio.run(_audit_verify(settings))
     if args.command == "audit" and args.audit_command == "rebuild":

@@ -17,6 +17,7 @@ therefore never see seq n+1 committed while seq n is still in flight.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -140,7 +141,7 @@ async def _read(
 
 def _replay(row: tuple[Any, ...], event: NewEvent, content: str) -> Appended:
     _, recorded_content, seq, hash_, version, recorded_at = row
-    if recorded_content != content:
+    if recorded_content != content and _comparable(recorded_content) != _comparable(content):
         raise IdempotencyConflict(
             f"idempotency key {event.idempotency_key} was already used for different content"
             f" (seq {seq})",
@@ -169,3 +170,12 @@ async def _write(
                 await cur.executemany(sql, params)
     except psycopg.errors.UniqueViolation as exc:  # only if the lock was bypassed
         raise EventLogError(f"concurrent append detected: {exc.diag.message_primary}") from exc
+
+
+def _comparable(content: str) -> dict[str, Any]:
+    """An event's content for the idempotency comparison: everything but `occurred_at`.
+    A workflow task that fails after writing is retried with a new clock reading, and its
+    retried write must still be recognised as the same event."""
+    data: dict[str, Any] = json.loads(content)
+    data.pop("occurred_at", None)
+    return data

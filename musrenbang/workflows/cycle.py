@@ -9,7 +9,6 @@ DPRD until their deadline, and ends when the RKPD is adopted.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -29,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PokirRequest,
     )
     from musrenbang.workflows.forum import ForumWorkflow, route_opd
-    from musrenbang.workflows.recording import Recorder, route, validate_draft
+    from musrenbang.workflows.recording import Recorder, plain, route, validate_draft
 
 
 LATE_OPENING_SPAN = timedelta(days=7)
@@ -227,7 +226,7 @@ class CycleWorkflow:
             for draft in req.proposals:
                 pid = draft.proposal_id or str(workflow.uuid4())
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
-                details = {k: v for k, v in asdict(draft).items() if v is not None}
+                details = {k: v for k, v in plain(draft).items() if v is not None}
                 details.pop("proposal_id", None)
                 details["opd"] = opd
                 payload = {

@@ -10,7 +10,6 @@ the grace period; each is recorded with the system as the actor.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -34,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Incoming,
         SubmitRequest,
     )
-    from musrenbang.workflows.recording import Recorder, route, validate_draft
+    from musrenbang.workflows.recording import Recorder, plain, route, validate_draft
 
 
 @workflow.defn
@@ -188,7 +187,7 @@ class ForumWorkflow:
             events, ids = [], []
             for draft in req.proposals:
                 pid = draft.proposal_id or str(workflow.uuid4())
-                details = {k: v for k, v in asdict(draft).items() if v is not None}
+                details = {k: v for k, v in plain(draft).items() if v is not None}
                 details.pop("proposal_id", None)
                 details.setdefault("kelurahan", self.inp.unit)
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
@@ -240,7 +239,7 @@ class ForumWorkflow:
         self._authorize(req.actor)
         if not req.decisions:
             raise ValueError("no decisions in the request")
-        decisions = [Decision(**asdict(d)) for d in req.decisions]
+        decisions = [Decision(**plain(d)) for d in req.decisions]
         problems = self.book.check(decisions, frozenset(self.inp.opds))
         if problems:
             raise ValueError("; ".join(problems[:20]))
@@ -250,7 +249,7 @@ class ForumWorkflow:
     async def close(self, req: CloseRequest) -> CommandResult:
         async with self.lock:
             self._check_close(req)
-            ba = asdict(req.berita_acara)
+            ba = plain(req.berita_acara)
             events = [
                 self.rec.forum_event(
                     "ForumClosed", {"berita_acara": ba, **self._closing_summary()}, req.actor

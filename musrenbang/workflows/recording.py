@@ -4,6 +4,7 @@ the update (or timer) that caused them, so a retried activity never writes twice
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -140,6 +141,12 @@ class Recorder:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=NOTIFY_RETRY,
         )
+
+
+def plain(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict, one level deep. (`dataclasses.asdict` recurses and
+    deep-copies, which inside the workflow sandbox costs seconds on large batches.)"""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def route(next_level: Level, unit: str, opd: str | None, city: str) -> str:

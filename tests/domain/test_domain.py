@@ -32,7 +32,13 @@ def test_a_province_or_unknown_code_is_refused() -> None:
 
 
 def test_templates_are_data() -> None:
-    assert [s.slug for s in template("default")] == ["kelurahan", "kecamatan", "forum-pd", "kota", "rkpd"]
+    assert [s.slug for s in template("default")] == [
+        "kelurahan",
+        "kecamatan",
+        "forum-pd",
+        "kota",
+        "rkpd",
+    ]
     assert [s.slug for s in template("tanpa-kelurahan")][0] == "kecamatan"
     sipd = [s.slug for s in template("sipd")]
     assert sipd[sipd.index("kelurahan") + 1] == "validasi-bappeda"
@@ -55,30 +61,42 @@ def test_cycle_deadlines_fall_on_working_days_in_stage_order() -> None:
     days = [datetime.fromisoformat(inp.deadlines[s]) for s in inp.stages]
     assert days == sorted(days)
     assert all(d.astimezone(UTC).weekday() < 5 for d in days)
-    assert datetime.fromisoformat(inp.pokir_deadline) < datetime.fromisoformat(inp.deadlines["kota"])
+    assert datetime.fromisoformat(inp.pokir_deadline) < datetime.fromisoformat(
+        inp.deadlines["kota"]
+    )
     with pytest.raises(ValueError, match="order of the stages"):
         cycle_input(CyclePlan(region="36.71", year=2028, deadlines={"kecamatan": "2027-01-05"}))
 
 
 def _book(pagu: int | None = 300, stage: str = "kelurahan") -> ForumBook:
     book = ForumBook(stage, pagu)
-    book.entries = {"a": Entry(100, "dinas-pupr"), "b": Entry(150, "dinas-pupr"), "c": Entry(120, None)}
+    book.entries = {
+        "a": Entry(100, "dinas-pupr"),
+        "b": Entry(150, "dinas-pupr"),
+        "c": Entry(120, None),
+    }
     return book
 
 
 def test_every_no_needs_a_reason() -> None:
-    problems = _book().check([Decision("a", "reject", reason_code="x"), Decision("b", "defer", reason=" ")],
-                             frozenset())
+    problems = _book().check(
+        [Decision("a", "reject", reason_code="x"), Decision("b", "defer", reason=" ")], frozenset()
+    )
     assert len(problems) == 2 and all("reason is required" in p for p in problems)
     assert "reason code" in _book().check([Decision("a", "reject", reason="dobel")], frozenset())[0]
 
 
 def test_the_accepted_total_may_not_exceed_the_pagu() -> None:
     book = _book(pagu=300)
-    over = book.check([Decision("a", "accept"), Decision("b", "accept"), Decision("c", "accept")], frozenset())
+    over = book.check(
+        [Decision("a", "accept"), Decision("b", "accept"), Decision("c", "accept")], frozenset()
+    )
     assert over == ["the accepted total Rp370 would exceed the pagu indikatif Rp300"]
-    fits = [Decision("a", "accept"), Decision("b", "accept"),
-            Decision("c", "revise", changes={"cost": 50})]
+    fits = [
+        Decision("a", "accept"),
+        Decision("b", "accept"),
+        Decision("c", "revise", changes={"cost": 50}),
+    ]
     assert book.check(fits, frozenset()) == []
     book.apply(fits)
     assert book.accepted_total() == 300
@@ -87,7 +105,9 @@ def test_the_accepted_total_may_not_exceed_the_pagu() -> None:
 def test_revision_keeps_the_original_values_in_the_event() -> None:
     book = _book()
     book.entries["a"].details = {"volume": 120}
-    [(_, etype, payload)] = book.apply([Decision("a", "revise", changes={"cost": 90, "volume": 80})])
+    [(_, etype, payload)] = book.apply(
+        [Decision("a", "revise", changes={"cost": 90, "volume": 80})]
+    )
     assert etype == "ProposalRevised"
     assert payload["original"] == {"cost": 100, "volume": 120}
     assert payload["changes"] == {"cost": 90, "volume": 80}
@@ -96,7 +116,10 @@ def test_revision_keeps_the_original_values_in_the_event() -> None:
 def test_merge_records_lineage_both_ways_and_is_final() -> None:
     book = _book()
     events = book.apply([Decision("c", "merge", into="a")])
-    assert events == [("c", "ProposalMerged", {"into": "a"}), ("a", "ProposalMerged", {"absorbed": "c"})]
+    assert events == [
+        ("c", "ProposalMerged", {"into": "a"}),
+        ("a", "ProposalMerged", {"absorbed": "c"}),
+    ]
     assert "already merged" in book.check([Decision("c", "accept")], frozenset())[0]
     assert "merge needs" in book.check([Decision("a", "merge", into="a")], frozenset())[0]
 
@@ -104,12 +127,20 @@ def test_merge_records_lineage_both_ways_and_is_final() -> None:
 def test_stage_specific_decisions() -> None:
     assert "not a decision" in _book().check([Decision("a", "include")], frozenset())[0]
     pd = _book(stage="forum-pd")
-    assert pd.check([Decision("a", "assign", opd_akhir="dinas-pupr", sub_kegiatan="1.03.10.2.01.0001")],
-                    frozenset({"dinas-pupr"})) == []
+    assert (
+        pd.check(
+            [Decision("a", "assign", opd_akhir="dinas-pupr", sub_kegiatan="1.03.10.2.01.0001")],
+            frozenset({"dinas-pupr"}),
+        )
+        == []
+    )
     assert "sub_kegiatan" in pd.check([Decision("a", "assign", sub_kegiatan="1.3")], frozenset())[0]
     rkpd = _book(stage="rkpd")
     assert "not a decision" in rkpd.check([Decision("a", "accept")], frozenset())[0]
-    assert "scores" in _book().check([Decision("a", "prioritize", rank=1, scores={"spm": 9})], frozenset())[0]
+    assert (
+        "scores"
+        in _book().check([Decision("a", "prioritize", rank=1, scores={"spm": 9})], frozenset())[0]
+    )
 
 
 def test_who_may_act() -> None:

@@ -53,6 +53,14 @@ async def test_retry_with_same_key_and_content_returns_the_original(engine: Asyn
         assert len(await read_log(conn, "36.71")) == 2
 
 
+async def test_retry_with_a_new_clock_reading_is_the_same_event(engine: AsyncEngine) -> None:
+    # A workflow task retried after a crash re-stamps occurred_at; nothing else differs.
+    async with engine.begin() as conn:
+        original = await append_events(conn, "36.71", [submitted("a", minutes=0)])
+        retried = await append_events(conn, "36.71", [submitted("a", minutes=3)])
+    assert retried[0].replayed and retried[0].seq == original[0].seq
+
+
 async def test_key_reused_for_other_content_is_refused_and_says_so(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await append_events(conn, "36.71", [submitted("a", key="k-1")])

@@ -33,18 +33,28 @@ KEL = "13.72.01.1001"
 async def _start(env: WorkflowEnvironment, queue: str, **config: Any) -> Any:
     now = await env.get_current_time()
     inp = ForumInput(
-        cycle_id="13.72-2028", city="13.72", stage="kelurahan", level="kelurahan", unit=KEL,
-        next_stage="kecamatan", next_level="kecamatan",
+        cycle_id="13.72-2028",
+        city="13.72",
+        stage="kelurahan",
+        level="kelurahan",
+        unit=KEL,
+        next_stage="kecamatan",
+        next_level="kecamatan",
         config=ForumConfig(deadline=(now + timedelta(days=10)).isoformat(), **config),
-        pagu=500_000_000, intake=True, opds=["dinas-pupr", "dinas-kesehatan"],
+        pagu=500_000_000,
+        intake=True,
+        opds=["dinas-pupr", "dinas-kesehatan"],
     )
-    return await env.client.start_workflow(ForumWorkflow.run, inp, id=f"forum-{KEL}-{queue}",
-                                           task_queue=queue)
+    return await env.client.start_workflow(
+        ForumWorkflow.run, inp, id=f"forum-{KEL}-{queue}", task_queue=queue
+    )
 
 
 async def _events(engine: AsyncEngine) -> list[Any]:
     async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT type, actor, payload FROM audit.events ORDER BY seq"))).all()
+        return (
+            await conn.execute(text("SELECT type, actor, payload FROM audit.events ORDER BY seq"))
+        ).all()
 
 
 async def test_refused_requests_write_nothing_and_leave_no_trace(
@@ -54,8 +64,16 @@ async def test_refused_requests_write_nothing_and_leave_no_trace(
     async with build_worker(env.client, task_queue, engine):
         forum = await _start(env, task_queue)
         lurah = coordinator(KEL)
-        res = await forum.execute_update(ForumWorkflow.submit, SubmitRequest(
-            lurah, [draft("Jalan rusak", "jalan", 400_000_000), draft("Drainase", "drainase", 200_000_000)]))
+        res = await forum.execute_update(
+            ForumWorkflow.submit,
+            SubmitRequest(
+                lurah,
+                [
+                    draft("Jalan rusak", "jalan", 400_000_000),
+                    draft("Drainase", "drainase", 200_000_000),
+                ],
+            ),
+        )
         a, b = res.proposal_ids
         before = len(await _events(engine))
         refusals = [
@@ -69,11 +87,17 @@ async def test_refused_requests_write_nothing_and_leave_no_trace(
                 await forum.execute_update(ForumWorkflow.decide, DecideRequest(actor, decisions))
             assert message in str(err.value.cause)
         with pytest.raises(WorkflowUpdateFailedError, match="") as err:
-            await forum.execute_update(ForumWorkflow.submit, SubmitRequest(lurah, [draft("x", "jalan", -5)]))
+            await forum.execute_update(
+                ForumWorkflow.submit, SubmitRequest(lurah, [draft("x", "jalan", -5)])
+            )
         assert "positive whole number" in str(err.value.cause)
         assert len(await _events(engine)) == before
         history = await forum.fetch_history()
-        accepted = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+        accepted = [
+            e
+            for e in history.events
+            if e.HasField("workflow_execution_update_accepted_event_attributes")
+        ]
         assert len(accepted) == 1, "rejected updates never reach history"
         await forum.terminate()
 
@@ -85,24 +109,42 @@ async def test_escalation_lets_the_level_above_act_and_extend(
     async with build_worker(env.client, task_queue, engine):
         forum = await _start(env, task_queue)
         lurah, camat = coordinator(KEL), coordinator("13.72.01")
-        res = await forum.execute_update(ForumWorkflow.submit, SubmitRequest(
-            lurah, [draft("Jalan rusak", "jalan", 100_000_000)]))
+        res = await forum.execute_update(
+            ForumWorkflow.submit, SubmitRequest(lurah, [draft("Jalan rusak", "jalan", 100_000_000)])
+        )
         with pytest.raises(WorkflowUpdateFailedError):
-            await forum.execute_update(ForumWorkflow.decide, DecideRequest(
-                camat, [DecisionRequest(res.proposal_ids[0], "accept")]))
+            await forum.execute_update(
+                ForumWorkflow.decide,
+                DecideRequest(camat, [DecisionRequest(res.proposal_ids[0], "accept")]),
+            )
         await env.sleep(timedelta(days=10, hours=1))  # past the deadline, inside the grace period
         view = await forum.query(ForumWorkflow.view)
         assert (view.status, view.escalated_to) == ("overdue", "13.72.01")
-        await forum.execute_update(ForumWorkflow.decide, DecideRequest(
-            camat, [DecisionRequest(res.proposal_ids[0], "accept")]))
+        await forum.execute_update(
+            ForumWorkflow.decide,
+            DecideRequest(camat, [DecisionRequest(res.proposal_ids[0], "accept")]),
+        )
         with pytest.raises(WorkflowUpdateFailedError, match=""):
-            await forum.execute_update(ForumWorkflow.extend, ExtendRequest(
-                lurah, (await env.get_current_time() + timedelta(days=5)).isoformat(), "Banjir"))
-        await forum.execute_update(ForumWorkflow.extend, ExtendRequest(
-            camat, (await env.get_current_time() + timedelta(days=5)).isoformat(), "Banjir di RW 02"))
+            await forum.execute_update(
+                ForumWorkflow.extend,
+                ExtendRequest(
+                    lurah, (await env.get_current_time() + timedelta(days=5)).isoformat(), "Banjir"
+                ),
+            )
+        await forum.execute_update(
+            ForumWorkflow.extend,
+            ExtendRequest(
+                camat,
+                (await env.get_current_time() + timedelta(days=5)).isoformat(),
+                "Banjir di RW 02",
+            ),
+        )
         assert (await forum.query(ForumWorkflow.view)).status == "open"
         result = await forum.result()  # nobody closes: reminders, escalation, auto-close again
-    assert result.closed_by == "system" and [f.proposal_id for f in result.forwarded] == res.proposal_ids
+    assert (
+        result.closed_by == "system"
+        and [f.proposal_id for f in result.forwarded] == res.proposal_ids
+    )
     types = [(r.type, r.actor.get("subject", r.actor.get("role"))) for r in await _events(engine)]
     assert ("ProposalAccepted", "koordinator.13.72.01") in types
     assert ("DeadlineExtended", "koordinator.13.72.01") in types
@@ -145,4 +187,6 @@ async def test_reminders_and_escalations_reach_the_webhook_with_retries(
     assert kinds == ["reminder", "reminder", "escalation", "escalation"], "each first try fails"
     delivered = [r.payload for r in await _events(engine) if r.type == "NotificationDelivered"]
     assert [(d["kind"], d["attempt"], d["status"]) for d in delivered] == [
-        ("reminder", 2, 204), ("escalation", 2, 204)]
+        ("reminder", 2, 204),
+        ("escalation", 2, 204),
+    ]
