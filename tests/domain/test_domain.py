@@ -39,7 +39,7 @@ def test_templates_are_data() -> None:
         "kota",
         "rkpd",
     ]
-    assert [s.slug for s in template("tanpa-kelurahan")][0] == "kecamatan"
+    assert next(s.slug for s in template("tanpa-kelurahan")) == "kecamatan"
     sipd = [s.slug for s in template("sipd")]
     assert sipd[sipd.index("kelurahan") + 1] == "validasi-bappeda"
     with pytest.raises(ValueError, match="unknown stage template"):

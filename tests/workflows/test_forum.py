@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from musrenbang.worker import build_worker
 from musrenbang.workflows.contracts import (
     DecideRequest,
     DecisionRequest,
@@ -24,7 +25,6 @@ from musrenbang.workflows.contracts import (
     SubmitRequest,
 )
 from musrenbang.workflows.forum import ForumWorkflow
-from musrenbang.worker import build_worker
 from tests.workflows.helpers import coordinator, draft
 
 KEL = "13.72.01.1001"

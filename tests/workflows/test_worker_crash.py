@@ -81,7 +81,8 @@ async def test_killed_worker_loses_and_duplicates_nothing(
             streams = (
                 await conn.execute(
                     text(
-                        "SELECT count(DISTINCT stream), count(*) FROM audit.events WHERE type = 'ProposalSubmitted'"
+                        "SELECT count(DISTINCT stream), count(*) FROM audit.events"
+                        " WHERE type = 'ProposalSubmitted'"
                     )
                 )
             ).one()
