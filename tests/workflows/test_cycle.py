@@ -11,6 +11,7 @@ from musrenbang.worker import build_worker
 from musrenbang.workflows.contracts import SubmitRequest
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
+from tests.workflows.histories import save_histories
 from tests.workflows.helpers import (
     coordinator,
     draft,
@@ -32,6 +33,7 @@ async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
         )
         seen = await drive_cycle(client, cycle, inp)
         result = await cycle.result()
+        await save_histories(client, cycle, inp)
 
     assert result.perkada == "Perwal Solok No. 12 Tahun 2027"
     assert len(result.rkpd_items) > 5
