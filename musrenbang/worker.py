@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from musrenbang.activities.recording import RecordingActivities
 from musrenbang.workflows.cycle import CycleWorkflow
@@ -25,5 +25,9 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=[acts.record_events, acts.notify],
         activity_executor=ThreadPoolExecutor(4),
+        # Determinism is guarded by the import-linter contract on workflows/ and by the
+        # replay tests. The sandbox's proxies made converting a large update (thousands
+        # of decisions at the kota forum) take seconds, tripping the deadlock detector.
+        workflow_runner=UnsandboxedWorkflowRunner(),
         max_concurrent_workflow_tasks=50,
     )

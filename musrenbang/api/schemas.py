@@ -1,0 +1,86 @@
+"""Request bodies of the API (pydantic), turned into the workflows' requests."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CycleCreate(Strict):
+    region: str = Field(pattern=r"^\d{2}\.\d{2}$", examples=["36.71"])
+    year: int = Field(ge=2024, le=2100, examples=[2028])
+    template: Literal["default", "tanpa-kelurahan", "sipd"] = "default"
+    deadlines: dict[str, date] = Field(default_factory=dict)
+    pokir_deadline: date | None = None
+    pagu: dict[str, int] = Field(default_factory=dict)
+    reminder_hours: list[int] = Field(default_factory=lambda: [72, 24], max_length=10)
+    grace_working_days: int = Field(default=3, ge=0, le=30)
+    auto_close_policy: Literal["not_deliberated", "forward"] = "not_deliberated"
+
+
+class Draft(Strict):
+    masalah: str = Field(min_length=3, max_length=2000)
+    gagasan: str = Field(min_length=3, max_length=4000)
+    cost: int = Field(gt=0, le=10**13, description="estimated cost in Rupiah")
+    bidang: str = Field(min_length=2, max_length=60)
+    volume: float = Field(gt=0, le=10**9)
+    satuan: str = Field(min_length=1, max_length=40)
+    rt: str | None = Field(default=None, pattern=r"^\d{1,3}$")
+    rw: str | None = Field(default=None, pattern=r"^\d{1,3}$")
+    alamat: str | None = Field(default=None, max_length=500)
+    fisik: bool = True
+    opd: str | None = Field(default=None, max_length=60)
+    koordinat: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    pengusul: str | None = Field(default=None, max_length=200)
+    proposal_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class SubmitBody(Strict):
+    proposals: list[Draft] = Field(min_length=1, max_length=5000)
+
+
+class PokirBody(Strict):
+    dapil: str = Field(min_length=1, max_length=100)
+    proposals: list[Draft] = Field(min_length=1, max_length=500)
+
+
+class DecisionBody(Strict):
+    proposal_id: str = Field(min_length=1, max_length=64)
+    kind: Literal["accept", "revise", "reject", "defer", "merge", "prioritize", "assign",
+                  "include", "not_accommodated"]
+    reason: str | None = Field(default=None, max_length=2000)
+    reason_code: str | None = Field(default=None, max_length=60)
+    changes: dict[str, Any] = Field(default_factory=dict)
+    into: str | None = Field(default=None, max_length=64)
+    rank: int | None = Field(default=None, ge=1, le=100000)
+    scores: dict[str, int] = Field(default_factory=dict)
+    opd_akhir: str | None = Field(default=None, max_length=60)
+    sub_kegiatan: str | None = Field(default=None, max_length=40)
+
+
+class DecideBody(Strict):
+    decisions: list[DecisionBody] = Field(min_length=1, max_length=10000)
+
+
+class BeritaAcaraBody(Strict):
+    tanggal: date
+    tempat: str = Field(min_length=1, max_length=300)
+    peserta: int = Field(ge=1, le=100000)
+    penandatangan: list[str] = Field(min_length=1, max_length=50)
+    catatan: str | None = Field(default=None, max_length=4000)
+    perkada: str | None = Field(default=None, max_length=200)
+
+
+class CloseBody(Strict):
+    berita_acara: BeritaAcaraBody
+
+
+class DeadlineBody(Strict):
+    new_deadline: datetime
+    reason: str = Field(min_length=3, max_length=1000)

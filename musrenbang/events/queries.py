@@ -1,0 +1,160 @@
+"""What auditors ask of the log: an usulan's state and history with its lineage, a cycle's
+funnel, integrity findings and a flat export. Reads only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from musrenbang.domain.records import State, evolve_proposal
+from musrenbang.events.store import read_stream
+
+EXITS = {
+    "ProposalRejected": "rejected",
+    "ProposalDeferred": "deferred",
+    "ProposalMerged": "merged",
+    "ProposalNotAccommodated": "not_accommodated",
+    "ProposalNotDeliberated": "not_deliberated",
+}
+
+
+async def proposal_state(conn: AsyncConnection, pid: str, as_of: datetime | None = None) -> State | None:
+    """The usulan as it stood at `as_of` (folded from the log), or now (the read model)."""
+    if as_of is None:
+        row = (await conn.execute(text("SELECT state FROM read.proposals WHERE proposal_id = :p"),
+                                  {"p": pid})).first()
+        return None if row is None else dict(row.state)
+    events = await read_stream(conn, f"proposal:{pid}", as_of=as_of)
+    state: State | None = None
+    for event in events:
+        state = evolve_proposal(state, event.type, event.payload)
+    return state
+
+
+async def history(conn: AsyncConnection, pid: str) -> dict[str, Any] | None:
+    """Every event of the usulan, ward to RKPD, and of the usulan merged into it or that
+    it was merged into, each with its stage, actor, reason, seq and hash."""
+    own = await read_stream(conn, f"proposal:{pid}")
+    if not own:
+        return None
+    lineage = {"merged_into": None, "absorbed": []}  # type: dict[str, Any]
+    for event in own:
+        if event.type == "ProposalMerged":
+            if "into" in event.payload:
+                lineage["merged_into"] = event.payload["into"]
+            if "absorbed" in event.payload:
+                lineage["absorbed"].append(event.payload["absorbed"])
+    related = {}
+    for other in filter(None, [lineage["merged_into"], *lineage["absorbed"]]):
+        related[other] = [_entry(e) for e in await read_stream(conn, f"proposal:{other}")]
+    return {"proposal_id": pid, "events": [_entry(e) for e in own], "lineage": lineage,
+            "related": related}
+
+
+def _entry(event: Any) -> dict[str, Any]:
+    payload = event.payload
+    return {
+        "seq": event.seq, "log_id": event.log_id, "type": event.type,
+        "stage": payload.get("stage"), "unit": payload.get("unit"),
+        "actor": event.actor, "reason": payload.get("reason"), "reason_code": payload.get("reason_code"),
+        "payload": payload, "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(), "hash": event.hash.hex(),
+        "prev_hash": event.prev_hash.hex(),
+    }
+
+
+_FUNNEL = text("""
+SELECT payload->>'stage' AS stage, type, coalesce(payload->>'reason_code', payload->>'reason') AS reason,
+       count(DISTINCT stream) AS n
+  FROM audit.events
+ WHERE cycle_id = :c AND stream LIKE 'proposal:%'
+   AND type IN ('ProposalSubmitted', 'PokirSubmitted', 'ProposalForwarded', 'ProposalIncluded',
+                'ProposalRejected', 'ProposalDeferred', 'ProposalMerged', 'ProposalNotAccommodated',
+                'ProposalNotDeliberated')
+   AND NOT (type = 'ProposalMerged' AND payload ? 'absorbed')
+ GROUP BY 1, 2, 3
+""")
+_ARRIVED = text("""
+SELECT payload->>'to_stage' AS stage, count(DISTINCT stream) AS n FROM audit.events
+ WHERE cycle_id = :c AND type = 'ProposalForwarded' GROUP BY 1
+""")
+
+
+async def funnel(conn: AsyncConnection, cycle_id: str, stages: list[str]) -> list[dict[str, Any]]:
+    """Per stage: how many usulan entered, left forward, and left otherwise, and why."""
+    rows = (await conn.execute(_FUNNEL, {"c": cycle_id})).all()
+    arrived = {r.stage: r.n for r in await conn.execute(_ARRIVED, {"c": cycle_id})}
+    out = []
+    for stage in stages:
+        mine = [r for r in rows if r.stage == stage]
+        entered = arrived.get(stage, 0) + sum(
+            r.n for r in mine if r.type in ("ProposalSubmitted", "PokirSubmitted"))
+        exits: dict[str, dict[str, Any]] = {}
+        for r in mine:
+            if r.type in EXITS:
+                bucket = exits.setdefault(EXITS[r.type], {"count": 0, "reasons": {}})
+                bucket["count"] += r.n
+                if r.reason:
+                    bucket["reasons"][r.reason] = bucket["reasons"].get(r.reason, 0) + r.n
+        onward = "ProposalIncluded" if stage == stages[-1] else "ProposalForwarded"
+        forwarded = sum(r.n for r in mine if r.type == onward)
+        out.append({"stage": stage, "entered": entered, "forwarded": forwarded, "left": exits})
+    return out
+
+
+_NO_ANCESTOR = text("""
+WITH ev AS (
+    SELECT stream, version, type, payload->>'stage' AS stage, payload->>'to_stage' AS to_stage
+      FROM audit.events WHERE cycle_id = :c AND stream LIKE 'proposal:%'),
+first_at AS (SELECT stream, stage, min(version) AS v FROM ev WHERE stage IS NOT NULL GROUP BY 1, 2)
+SELECT f.stream, f.stage FROM first_at f
+ WHERE NOT EXISTS (SELECT 1 FROM ev e WHERE e.stream = f.stream AND e.version < f.v
+                      AND e.type = 'ProposalForwarded' AND e.to_stage = f.stage)
+   AND NOT EXISTS (SELECT 1 FROM ev e WHERE e.stream = f.stream AND e.version = f.v
+                      AND (e.type = 'PokirSubmitted' OR (e.type = 'ProposalSubmitted' AND e.stage = :first)))
+ ORDER BY 1, 2
+""")
+_RKPD_ORIGINS = text("""
+SELECT item, (SELECT e.type || ':' || coalesce(e.payload->>'stage', '') FROM audit.events e
+               WHERE e.stream = 'proposal:' || item ORDER BY e.version LIMIT 1) AS origin
+  FROM audit.events a, jsonb_array_elements_text(a.payload->'items') AS item
+ WHERE a.type = 'RkpdAdopted' AND a.cycle_id = :c
+""")
+
+
+async def findings(conn: AsyncConnection, cycle_id: str, first_stage: str) -> dict[str, Any]:
+    """Usulan at a stage with no ancestor in the stage before, and RKPD items that trace to
+    no kelurahan submission or pokir."""
+    orphans = [{"proposal_id": r.stream.split(":", 1)[1], "stage": r.stage}
+               for r in await conn.execute(_NO_ANCESTOR, {"c": cycle_id, "first": first_stage})]
+    untraced = [
+        {"proposal_id": r.item, "first_event": r.origin}
+        for r in await conn.execute(_RKPD_ORIGINS, {"c": cycle_id})
+        if r.origin not in (f"ProposalSubmitted:{first_stage}", "PokirSubmitted:forum-pd")
+    ]
+    return {"without_ancestor": orphans, "rkpd_untraced": untraced,
+            "ok": not orphans and not untraced}
+
+
+EXPORT_COLUMNS = ["proposal_id", "kind", "masalah", "kelurahan", "rt", "rw", "bidang", "opd",
+                  "volume", "satuan", "cost", "final_status", "stage_reached", "unit",
+                  "reason_code", "reason", "merged_into"]
+
+
+async def export_rows(conn: AsyncConnection, cycle_id: str) -> list[list[Any]]:
+    rows = await conn.execute(
+        text("SELECT proposal_id, state FROM read.proposals WHERE cycle_id = :c ORDER BY proposal_id"),
+        {"c": cycle_id},
+    )
+    out = []
+    for row in rows:
+        s, d = row.state, row.state.get("details", {})
+        reason = s.get("reason") or {}
+        out.append([row.proposal_id, s.get("kind"), d.get("masalah"), d.get("kelurahan"), d.get("rt"),
+                    d.get("rw"), d.get("bidang"), d.get("opd_akhir") or d.get("opd"), d.get("volume"),
+                    d.get("satuan"), d.get("cost"), s.get("status"), s.get("stage"), s.get("unit"),
+                    reason.get("code"), reason.get("text"), s.get("merged_into")])
+    return out
