@@ -14,9 +14,10 @@ import pytest
 from psycopg import sql
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.events.db import app_url, create_engine, migrate
-from musrenbang.stack import ensure_database, start_embedded_postgres
+from musrenbang.stack import binary, ensure_database, start_embedded_postgres
 
 APP_USER = "musrenbang_app"
 APP_PASSWORD = "musrenbang_app"
@@ -80,3 +81,30 @@ async def owner_engine(owner_db: URL) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(owner_db)
     yield eng
     await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+        ],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"musrenbang-test-{uuid.uuid4().hex[:8]}"

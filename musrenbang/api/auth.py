@@ -19,13 +19,25 @@ AUDIENCE = "musrenbang"
 bearer = HTTPBearer(auto_error=False)
 
 
-def issue_token(settings: Settings, subject: str, role: str, wilayah: str | None = None,
-                opd: str | None = None, fraksi: str | None = None, hours: int = 12) -> str:
+def issue_token(
+    settings: Settings,
+    subject: str,
+    role: str,
+    wilayah: str | None = None,
+    opd: str | None = None,
+    fraksi: str | None = None,
+    hours: int = 12,
+) -> str:
     if role not in {r.value for r in Role}:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}")
     now = int(time.time())
-    claims: dict[str, Any] = {"sub": subject, "role": role, "aud": AUDIENCE, "iat": now,
-                              "exp": now + hours * 3600}
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "role": role,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + hours * 3600,
+    }
     for key, value in (("wilayah", wilayah), ("opd", opd), ("fraksi", fraksi)):
         if value:
             claims[key] = value
@@ -52,8 +64,10 @@ async def current_actor(
     if role not in {r.value for r in Role} or not claims.get("sub"):
         raise ApiError(401, "Unauthorized", "the token names no known role or subject")
     return ActorRef(
-        subject=str(claims["sub"]), role=role,
-        jurisdiction=claims.get("opd") or claims.get("wilayah"), fraksi=claims.get("fraksi"),
+        subject=str(claims["sub"]),
+        role=role,
+        jurisdiction=claims.get("opd") or claims.get("wilayah"),
+        fraksi=claims.get("fraksi"),
         request_id=getattr(request.state, "request_id", None),
     )
 

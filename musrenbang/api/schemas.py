@@ -52,8 +52,17 @@ class PokirBody(Strict):
 
 class DecisionBody(Strict):
     proposal_id: str = Field(min_length=1, max_length=64)
-    kind: Literal["accept", "revise", "reject", "defer", "merge", "prioritize", "assign",
-                  "include", "not_accommodated"]
+    kind: Literal[
+        "accept",
+        "revise",
+        "reject",
+        "defer",
+        "merge",
+        "prioritize",
+        "assign",
+        "include",
+        "not_accommodated",
+    ]
     reason: str | None = Field(default=None, max_length=2000)
     reason_code: str | None = Field(default=None, max_length=60)
     changes: dict[str, Any] = Field(default_factory=dict)

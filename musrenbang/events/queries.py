@@ -21,11 +21,16 @@ EXITS = {
 }
 
 
-async def proposal_state(conn: AsyncConnection, pid: str, as_of: datetime | None = None) -> State | None:
+async def proposal_state(
+    conn: AsyncConnection, pid: str, as_of: datetime | None = None
+) -> State | None:
     """The usulan as it stood at `as_of` (folded from the log), or now (the read model)."""
     if as_of is None:
-        row = (await conn.execute(text("SELECT state FROM read.proposals WHERE proposal_id = :p"),
-                                  {"p": pid})).first()
+        row = (
+            await conn.execute(
+                text("SELECT state FROM read.proposals WHERE proposal_id = :p"), {"p": pid}
+            )
+        ).first()
         return None if row is None else dict(row.state)
     events = await read_stream(conn, f"proposal:{pid}", as_of=as_of)
     state: State | None = None
@@ -50,25 +55,36 @@ async def history(conn: AsyncConnection, pid: str) -> dict[str, Any] | None:
     related = {}
     for other in filter(None, [lineage["merged_into"], *lineage["absorbed"]]):
         related[other] = [_entry(e) for e in await read_stream(conn, f"proposal:{other}")]
-    return {"proposal_id": pid, "events": [_entry(e) for e in own], "lineage": lineage,
-            "related": related}
+    return {
+        "proposal_id": pid,
+        "events": [_entry(e) for e in own],
+        "lineage": lineage,
+        "related": related,
+    }
 
 
 def _entry(event: Any) -> dict[str, Any]:
     payload = event.payload
     return {
-        "seq": event.seq, "log_id": event.log_id, "type": event.type,
-        "stage": payload.get("stage"), "unit": payload.get("unit"),
-        "actor": event.actor, "reason": payload.get("reason"), "reason_code": payload.get("reason_code"),
-        "payload": payload, "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(), "hash": event.hash.hex(),
+        "seq": event.seq,
+        "log_id": event.log_id,
+        "type": event.type,
+        "stage": payload.get("stage"),
+        "unit": payload.get("unit"),
+        "actor": event.actor,
+        "reason": payload.get("reason"),
+        "reason_code": payload.get("reason_code"),
+        "payload": payload,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "hash": event.hash.hex(),
         "prev_hash": event.prev_hash.hex(),
     }
 
 
 _FUNNEL = text("""
-SELECT payload->>'stage' AS stage, type, coalesce(payload->>'reason_code', payload->>'reason') AS reason,
-       count(DISTINCT stream) AS n
+SELECT payload->>'stage' AS stage, type,
+       coalesce(payload->>'reason_code', payload->>'reason') AS reason, count(DISTINCT stream) AS n
   FROM audit.events
  WHERE cycle_id = :c AND stream LIKE 'proposal:%'
    AND type IN ('ProposalSubmitted', 'PokirSubmitted', 'ProposalForwarded', 'ProposalIncluded',
@@ -91,7 +107,8 @@ async def funnel(conn: AsyncConnection, cycle_id: str, stages: list[str]) -> lis
     for stage in stages:
         mine = [r for r in rows if r.stage == stage]
         entered = arrived.get(stage, 0) + sum(
-            r.n for r in mine if r.type in ("ProposalSubmitted", "PokirSubmitted"))
+            r.n for r in mine if r.type in ("ProposalSubmitted", "PokirSubmitted")
+        )
         exits: dict[str, dict[str, Any]] = {}
         for r in mine:
             if r.type in EXITS:
@@ -114,7 +131,8 @@ SELECT f.stream, f.stage FROM first_at f
  WHERE NOT EXISTS (SELECT 1 FROM ev e WHERE e.stream = f.stream AND e.version < f.v
                       AND e.type = 'ProposalForwarded' AND e.to_stage = f.stage)
    AND NOT EXISTS (SELECT 1 FROM ev e WHERE e.stream = f.stream AND e.version = f.v
-                      AND (e.type = 'PokirSubmitted' OR (e.type = 'ProposalSubmitted' AND e.stage = :first)))
+                      AND (e.type = 'PokirSubmitted'
+                           OR (e.type = 'ProposalSubmitted' AND e.stage = :first)))
  ORDER BY 1, 2
 """)
 _RKPD_ORIGINS = text("""
@@ -128,33 +146,73 @@ SELECT item, (SELECT e.type || ':' || coalesce(e.payload->>'stage', '') FROM aud
 async def findings(conn: AsyncConnection, cycle_id: str, first_stage: str) -> dict[str, Any]:
     """Usulan at a stage with no ancestor in the stage before, and RKPD items that trace to
     no kelurahan submission or pokir."""
-    orphans = [{"proposal_id": r.stream.split(":", 1)[1], "stage": r.stage}
-               for r in await conn.execute(_NO_ANCESTOR, {"c": cycle_id, "first": first_stage})]
+    orphans = [
+        {"proposal_id": r.stream.split(":", 1)[1], "stage": r.stage}
+        for r in await conn.execute(_NO_ANCESTOR, {"c": cycle_id, "first": first_stage})
+    ]
     untraced = [
         {"proposal_id": r.item, "first_event": r.origin}
         for r in await conn.execute(_RKPD_ORIGINS, {"c": cycle_id})
         if r.origin not in (f"ProposalSubmitted:{first_stage}", "PokirSubmitted:forum-pd")
     ]
-    return {"without_ancestor": orphans, "rkpd_untraced": untraced,
-            "ok": not orphans and not untraced}
+    return {
+        "without_ancestor": orphans,
+        "rkpd_untraced": untraced,
+        "ok": not orphans and not untraced,
+    }
 
 
-EXPORT_COLUMNS = ["proposal_id", "kind", "masalah", "kelurahan", "rt", "rw", "bidang", "opd",
-                  "volume", "satuan", "cost", "final_status", "stage_reached", "unit",
-                  "reason_code", "reason", "merged_into"]
+EXPORT_COLUMNS = [
+    "proposal_id",
+    "kind",
+    "masalah",
+    "kelurahan",
+    "rt",
+    "rw",
+    "bidang",
+    "opd",
+    "volume",
+    "satuan",
+    "cost",
+    "final_status",
+    "stage_reached",
+    "unit",
+    "reason_code",
+    "reason",
+    "merged_into",
+]
 
 
 async def export_rows(conn: AsyncConnection, cycle_id: str) -> list[list[Any]]:
     rows = await conn.execute(
-        text("SELECT proposal_id, state FROM read.proposals WHERE cycle_id = :c ORDER BY proposal_id"),
+        text(
+            "SELECT proposal_id, state FROM read.proposals WHERE cycle_id = :c ORDER BY proposal_id"
+        ),
         {"c": cycle_id},
     )
     out = []
     for row in rows:
         s, d = row.state, row.state.get("details", {})
         reason = s.get("reason") or {}
-        out.append([row.proposal_id, s.get("kind"), d.get("masalah"), d.get("kelurahan"), d.get("rt"),
-                    d.get("rw"), d.get("bidang"), d.get("opd_akhir") or d.get("opd"), d.get("volume"),
-                    d.get("satuan"), d.get("cost"), s.get("status"), s.get("stage"), s.get("unit"),
-                    reason.get("code"), reason.get("text"), s.get("merged_into")])
+        out.append(
+            [
+                row.proposal_id,
+                s.get("kind"),
+                d.get("masalah"),
+                d.get("kelurahan"),
+                d.get("rt"),
+                d.get("rw"),
+                d.get("bidang"),
+                d.get("opd_akhir") or d.get("opd"),
+                d.get("volume"),
+                d.get("satuan"),
+                d.get("cost"),
+                s.get("status"),
+                s.get("stage"),
+                s.get("unit"),
+                reason.get("code"),
+                reason.get("text"),
+                s.get("merged_into"),
+            ]
+        )
     return out

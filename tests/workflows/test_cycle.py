@@ -11,7 +11,6 @@ from musrenbang.worker import build_worker
 from musrenbang.workflows.contracts import SubmitRequest
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
-from tests.workflows.histories import save_histories
 from tests.workflows.helpers import (
     coordinator,
     draft,
@@ -20,6 +19,7 @@ from tests.workflows.helpers import (
     forum_handle,
     small_cycle,
 )
+from tests.workflows.histories import save_histories
 
 
 async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(

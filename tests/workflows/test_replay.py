@@ -16,8 +16,14 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_histories_are_recorded() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"cycle", "forum-kelurahan", "forum-kecamatan", "forum-forum-pd", "forum-kota",
-            "forum-rkpd"} <= names
+    assert {
+        "cycle",
+        "forum-kelurahan",
+        "forum-kecamatan",
+        "forum-forum-pd",
+        "forum-kota",
+        "forum-rkpd",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -21,7 +21,10 @@ async def save_histories(client: Client, cycle: WorkflowHandle[Any, Any], inp: C
         return
     (HERE / "cycle.json").write_text((await cycle.fetch_history()).to_json())
     for stage in inp.stages:
-        unit = {"kelurahan": inp.units["kelurahan"][0], "kecamatan": inp.units["kecamatan"][0],
-                "forum-pd": "dinas-pupr"}.get(stage, inp.region)
+        unit = {
+            "kelurahan": inp.units["kelurahan"][0],
+            "kecamatan": inp.units["kecamatan"][0],
+            "forum-pd": "dinas-pupr",
+        }.get(stage, inp.region)
         handle = client.get_workflow_handle(f"forum-{forum_id(inp.cycle_id, stage, unit)}")
         (HERE / f"forum-{stage}.json").write_text((await handle.fetch_history()).to_json())

@@ -1,0 +1,86 @@
+"""The FastAPI application: thin. Commands go to Temporal; reads go to PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from musrenbang import __version__
+from musrenbang.api import commands, errors, reads
+from musrenbang.config import Settings
+from musrenbang.logging import get_logger
+
+log = get_logger("musrenbang.api")
+
+
+def create_app(
+    settings: Settings, engine: AsyncEngine | None = None, temporal: Client | None = None
+) -> FastAPI:
+    """The app. Given an engine and a client (tests), it uses them; otherwise it makes its
+    own at start-up from the settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = []
+        if engine is None:
+            from musrenbang.events.db import app_url, create_engine
+            from musrenbang.stack import owner_url
+
+            app.state.engine = create_engine(
+                app_url(owner_url(settings), settings.app_db_user, settings.app_db_password)
+            )
+            owned.append(app.state.engine)
+        if temporal is None:
+            from musrenbang.cli import temporal_target
+
+            app.state.temporal = await Client.connect(
+                temporal_target(settings), namespace=settings.temporal_namespace
+            )
+        yield
+        for eng in owned:
+            await eng.dispose()
+
+    app = FastAPI(
+        title="musrenbang",
+        version=__version__,
+        lifespan=lifespan,
+        description="Workflow and audit engine for the Musrenbang-to-RKPD planning cycle.",
+    )
+    app.state.settings, app.state.engine, app.state.temporal = settings, engine, temporal
+    errors.install(app)
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request.state.request_id = rid
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        log.info(
+            "http.request",
+            method=request.method,
+            path=request.url.path,
+            status=response.status_code,
+        )
+        return response
+
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    api.include_router(commands.router)
+    api.include_router(reads.router)
+    app.include_router(api)
+    return app

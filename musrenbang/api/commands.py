@@ -1,0 +1,212 @@
+"""Coordinator commands: each becomes a Temporal update (or a workflow start) and answers
+once its events are durable, with their seqs. An `Idempotency-Key` header becomes the
+update id, so a retried request returns the first answer and writes nothing new."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from temporalio.client import WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from musrenbang.api.auth import CurrentActor, require
+from musrenbang.api.deps import SettingsDep, TemporalDep
+from musrenbang.api.errors import ApiError, not_found
+from musrenbang.api.schemas import (
+    CloseBody,
+    CycleCreate,
+    DeadlineBody,
+    DecideBody,
+    PokirBody,
+    SubmitBody,
+)
+from musrenbang.domain.access import Role
+from musrenbang.domain.regions import UnknownRegion
+from musrenbang.domain.stages import STAGES, forum_id
+from musrenbang.planning import CyclePlan, cycle_input
+from musrenbang.workflows.contracts import (
+    BeritaAcara,
+    CloseRequest,
+    CommandResult,
+    DecideRequest,
+    DecisionRequest,
+    ExtendRequest,
+    PokirRequest,
+    ProposalDraft,
+    SubmitRequest,
+)
+from musrenbang.workflows.cycle import CycleWorkflow
+from musrenbang.workflows.forum import ForumWorkflow
+
+router = APIRouter()
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def _update_id(key: str | None, actor_subject: str) -> str:
+    # Scoped to the caller, so two people cannot collide on a key.
+    return f"{actor_subject}:{key}" if key else str(uuid.uuid4())
+
+
+def _result(res: CommandResult) -> dict[str, Any]:
+    return {"seqs": res.seqs, "proposal_ids": res.proposal_ids}
+
+
+def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[Any, Any]:
+    if stage not in STAGES:
+        raise ApiError(404, "NotFound", f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(
+        f"forum-{forum_id(cycle_id, stage, unit)}"
+    )
+    return handle
+
+
+@router.post("/cycles", status_code=201)
+async def create_cycle(
+    body: CycleCreate, actor: CurrentActor, client: TemporalDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Opens a planning cycle for a kota/kabupaten and year (admin)."""
+    require(actor, Role.ADMIN)
+    plan = CyclePlan(
+        region=body.region,
+        year=body.year,
+        template=body.template,
+        deadlines={k: v.isoformat() for k, v in body.deadlines.items()},
+        pokir_deadline=body.pokir_deadline.isoformat() if body.pokir_deadline else None,
+        pagu=body.pagu,
+        reminder_hours=body.reminder_hours,
+        grace_working_days=body.grace_working_days,
+        auto_close_policy=body.auto_close_policy,
+    )
+    try:
+        inp = cycle_input(plan, actor)
+    except (UnknownRegion, ValueError) as exc:
+        raise ApiError(422, "Refused", str(exc)) from exc
+    try:
+        await client.start_workflow(
+            CycleWorkflow.run,
+            inp,
+            id=f"cycle-{inp.cycle_id}",
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError as exc:
+        raise ApiError(409, "Conflict", f"the cycle {inp.cycle_id} already exists") from exc
+    return {
+        "cycle_id": inp.cycle_id,
+        "region": inp.region,
+        "name": inp.region_name,
+        "stages": inp.stages,
+        "deadlines": inp.deadlines,
+        "pokir_deadline": inp.pokir_deadline,
+        "kelurahan": len(inp.units["kelurahan"]),
+        "kecamatan": len(inp.units["kecamatan"]),
+    }
+
+
+@router.post("/cycles/{cycle_id}/pokir")
+async def submit_pokir(
+    cycle_id: str,
+    body: PokirBody,
+    actor: CurrentActor,
+    client: TemporalDep,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Pokir DPRD (dprd role), until the pokir deadline."""
+    require(actor, Role.DPRD, Role.ADMIN)
+    req = PokirRequest(actor, body.dapil, [ProposalDraft(**d.model_dump()) for d in body.proposals])
+    handle = client.get_workflow_handle(f"cycle-{cycle_id}")
+    res = await handle.execute_update(
+        CycleWorkflow.submit_pokir, req, id=_update_id(key, actor.subject)
+    )
+    return _result(res)
+
+
+@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/proposals")
+async def submit(
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    body: SubmitBody,
+    actor: CurrentActor,
+    client: TemporalDep,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Submits usulan to the forum that takes them (the first stage of the template)."""
+    require(actor, Role.COORDINATOR, Role.ADMIN)
+    req = SubmitRequest(actor, [ProposalDraft(**d.model_dump()) for d in body.proposals])
+    res = await _forum(client, cycle_id, stage, unit).execute_update(
+        ForumWorkflow.submit, req, id=_update_id(key, actor.subject)
+    )
+    return _result(res)
+
+
+@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/decisions")
+async def decide(
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    body: DecideBody,
+    actor: CurrentActor,
+    client: TemporalDep,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """A batch of decisions, recorded all together or not at all."""
+    require(actor, Role.COORDINATOR, Role.ADMIN)
+    req = DecideRequest(actor, [DecisionRequest(**d.model_dump()) for d in body.decisions])
+    res = await _forum(client, cycle_id, stage, unit).execute_update(
+        ForumWorkflow.decide, req, id=_update_id(key, actor.subject)
+    )
+    return _result(res)
+
+
+@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/close")
+async def close(
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    body: CloseBody,
+    actor: CurrentActor,
+    client: TemporalDep,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Closes the forum with its Berita Acara; accepted usulan go on to the next stage."""
+    require(actor, Role.COORDINATOR, Role.ADMIN)
+    ba = body.berita_acara
+    req = CloseRequest(
+        actor,
+        BeritaAcara(
+            ba.tanggal.isoformat(), ba.tempat, ba.peserta, ba.penandatangan, ba.catatan, ba.perkada
+        ),
+    )
+    res = await _forum(client, cycle_id, stage, unit).execute_update(
+        ForumWorkflow.close, req, id=_update_id(key, actor.subject)
+    )
+    return _result(res)
+
+
+@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/deadline")
+async def extend(
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    body: DeadlineBody,
+    actor: CurrentActor,
+    client: TemporalDep,
+    key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Moves the forum's deadline (the level above)."""
+    require(actor, Role.COORDINATOR, Role.ADMIN)
+    if body.new_deadline.tzinfo is None:
+        raise ApiError(422, "ValidationError", "new_deadline needs a time zone, e.g. +07:00")
+    req = ExtendRequest(actor, body.new_deadline.isoformat(), body.reason)
+    res = await _forum(client, cycle_id, stage, unit).execute_update(
+        ForumWorkflow.extend, req, id=_update_id(key, actor.subject)
+    )
+    return _result(res)
+
+
+__all__ = ["not_found", "router"]

@@ -1,0 +1,174 @@
+"""Reads for coordinators and auditors: straight from PostgreSQL, never through Temporal
+(except the live view of a running forum or cycle)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from sqlalchemy import text
+
+from musrenbang.api.auth import CurrentActor
+from musrenbang.api.deps import ConnDep
+from musrenbang.api.errors import ApiError, not_found
+from musrenbang.domain.stages import STAGES, forum_id
+from musrenbang.events import queries
+from musrenbang.events.store import read_log
+from musrenbang.events.verify import verify_all
+
+router = APIRouter()
+
+
+async def _cycle_state(conn: Any, cycle_id: str) -> dict[str, Any]:
+    row = (
+        await conn.execute(
+            text("SELECT status, state, last_seq FROM read.cycles WHERE cycle_id = :c"),
+            {"c": cycle_id},
+        )
+    ).first()
+    if row is None:
+        raise not_found(f"cycle {cycle_id}")
+    return {**row.state, "status": row.status, "last_seq": row.last_seq}
+
+
+@router.get("/cycles/{cycle_id}")
+async def get_cycle(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    state = await _cycle_state(conn, cycle_id)
+    forums = await conn.execute(
+        text(
+            "SELECT stage, status, count(*) AS n FROM read.forums WHERE cycle_id = :c GROUP BY 1, 2"
+        ),
+        {"c": cycle_id},
+    )
+    state["forums"] = [{"stage": r.stage, "status": r.status, "count": r.n} for r in forums]
+    return state
+
+
+@router.get("/cycles/{cycle_id}/forums/{stage}/{unit}")
+async def get_forum(
+    cycle_id: str, stage: str, unit: str, conn: ConnDep, actor: CurrentActor
+) -> dict[str, Any]:
+    fid = forum_id(cycle_id, stage, unit)
+    row = (
+        await conn.execute(
+            text("SELECT status, state, last_seq FROM read.forums WHERE forum_id = :f"), {"f": fid}
+        )
+    ).first()
+    if row is None:
+        raise not_found(f"forum {fid}")
+    held = await conn.execute(
+        text(
+            "SELECT proposal_id, status, state->'details'->>'masalah' AS masalah, "
+            "(state->'details'->>'cost')::bigint AS cost FROM read.proposals "
+            "WHERE cycle_id = :c AND stage = :s AND unit = :u ORDER BY proposal_id"
+        ),
+        {"c": cycle_id, "s": stage, "u": unit},
+    )
+    return {
+        **row.state,
+        "status": row.status,
+        "last_seq": row.last_seq,
+        "proposals": [dict(r._mapping) for r in held],
+    }
+
+
+@router.get("/proposals/{proposal_id}")
+async def get_proposal(
+    proposal_id: str,
+    conn: ConnDep,
+    actor: CurrentActor,
+    as_of: Annotated[datetime | None, Query()] = None,
+) -> dict[str, Any]:
+    """The usulan now, or as it stood at `as_of` (an ISO-8601 moment with a zone)."""
+    if as_of is not None and as_of.tzinfo is None:
+        raise ApiError(
+            422, "ValidationError", "as_of needs a time zone, e.g. 2027-02-01T00:00:00+07:00"
+        )
+    state = await queries.proposal_state(conn, proposal_id, as_of)
+    if state is None:
+        raise not_found(f"usulan {proposal_id}" + (f" as of {as_of.isoformat()}" if as_of else ""))
+    return state
+
+
+@router.get("/proposals/{proposal_id}/history")
+async def get_history(proposal_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    found = await queries.history(conn, proposal_id)
+    if found is None:
+        raise not_found(f"usulan {proposal_id}")
+    return found
+
+
+@router.get("/events")
+async def get_events(
+    conn: ConnDep,
+    actor: CurrentActor,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    type: Annotated[list[str] | None, Query(max_length=20)] = None,  # noqa: A002 - the contract's name
+    cycle: Annotated[str | None, Query(max_length=40)] = None,
+    log: Annotated[str | None, Query(max_length=20)] = None,
+) -> dict[str, Any]:
+    """The log as a cursor feed: pass the last `seq` you saw as `after`."""
+    log_id = log or (cycle.rsplit("-", 1)[0] if cycle else None)
+    if log_id is None:
+        logs = (
+            (await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id")))
+            .scalars()
+            .all()
+        )
+        if len(logs) > 1:
+            raise ApiError(
+                422, "ValidationError", f"name a log (one of {', '.join(logs)}) or a cycle"
+            )
+        log_id = logs[0] if logs else ""
+    events = await read_log(conn, log_id, after=after, limit=limit, types=type, cycle_id=cycle)
+    return {
+        "log_id": log_id,
+        "events": [e.as_json() for e in events],
+        "next_after": events[-1].seq if events else after,
+    }
+
+
+@router.get("/audit/verify")
+async def audit_verify(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    result = await verify_all(conn)
+    return {
+        "ok": result.ok,
+        "checked": result.checked,
+        "first_bad_seq": result.first_bad_seq,
+        "log_id": result.log_id,
+        "problem": result.problem,
+    }
+
+
+@router.get("/cycles/{cycle_id}/funnel")
+async def get_funnel(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    state = await _cycle_state(conn, cycle_id)
+    return {"cycle_id": cycle_id, "stages": await queries.funnel(conn, cycle_id, state["stages"])}
+
+
+@router.get("/cycles/{cycle_id}/findings")
+async def get_findings(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    state = await _cycle_state(conn, cycle_id)
+    return {"cycle_id": cycle_id, **await queries.findings(conn, cycle_id, state["stages"][0])}
+
+
+@router.get("/cycles/{cycle_id}/export.csv", response_class=Response)
+async def export_csv(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Response:
+    await _cycle_state(conn, cycle_id)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(queries.EXPORT_COLUMNS)
+    writer.writerows(await queries.export_rows(conn, cycle_id))
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="usulan-{cycle_id}.csv"'},
+    )
+
+
+__all__ = ["STAGES", "router"]
