@@ -83,8 +83,10 @@ async def owner_engine(owner_db: URL) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test: workflows another test left without a
+    worker would otherwise keep its clock from skipping."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
@@ -108,3 +110,14 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> str:
     return f"musrenbang-test-{uuid.uuid4().hex[:8]}"
+
+
+_years = iter(range(100))
+
+
+@pytest.fixture
+async def cycle_year(time_skipping_env: WorkflowEnvironment) -> int:
+    """A cycle year whose deadlines are still ahead on the (time-skipping) server's clock,
+    which earlier tests may have skipped forward by months; and one no other test of the
+    session uses, since the server (and so the cycle's workflow id) is shared."""
+    return (await time_skipping_env.get_current_time()).year + 2 + next(_years)

@@ -32,10 +32,8 @@ from musrenbang.workflows.contracts import (
     CloseRequest,
     CommandResult,
     DecideRequest,
-    DecisionRequest,
     ExtendRequest,
     PokirRequest,
-    ProposalDraft,
     SubmitRequest,
 )
 from musrenbang.workflows.cycle import CycleWorkflow
@@ -117,7 +115,7 @@ async def submit_pokir(
 ) -> dict[str, Any]:
     """Pokir DPRD (dprd role), until the pokir deadline."""
     require(actor, Role.DPRD, Role.ADMIN)
-    req = PokirRequest(actor, body.dapil, [ProposalDraft(**d.model_dump()) for d in body.proposals])
+    req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
     handle = client.get_workflow_handle(f"cycle-{cycle_id}")
     res = await handle.execute_update(
         CycleWorkflow.submit_pokir, req, id=_update_id(key, actor.subject)
@@ -137,7 +135,7 @@ async def submit(
 ) -> dict[str, Any]:
     """Submits usulan to the forum that takes them (the first stage of the template)."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
-    req = SubmitRequest(actor, [ProposalDraft(**d.model_dump()) for d in body.proposals])
+    req = SubmitRequest(actor, [d.model_dump() for d in body.proposals])
     res = await _forum(client, cycle_id, stage, unit).execute_update(
         ForumWorkflow.submit, req, id=_update_id(key, actor.subject)
     )
@@ -156,7 +154,7 @@ async def decide(
 ) -> dict[str, Any]:
     """A batch of decisions, recorded all together or not at all."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
-    req = DecideRequest(actor, [DecisionRequest(**d.model_dump()) for d in body.decisions])
+    req = DecideRequest(actor, [d.model_dump() for d in body.decisions])
     res = await _forum(client, cycle_id, stage, unit).execute_update(
         ForumWorkflow.decide, req, id=_update_id(key, actor.subject)
     )

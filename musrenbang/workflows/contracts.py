@@ -21,13 +21,24 @@ class ActorRef:
 
 @dataclass
 class Incoming:
-    """An usulan arriving at a forum: its id and what the forum's rules need of it."""
+    """An usulan arriving at a forum: its id and what the forum's rules need of it.
+
+    On the wire (workflow inputs and results) it travels as a plain list: thousands of
+    them pass between the forums of a large city, and decoding a dataclass per usulan
+    would cost more than the stage itself."""
 
     proposal_id: str
     cost: int
     opd: str | None
     kind: str = "musrenbang"
     origin_unit: str | None = None
+
+    def wire(self) -> list[Any]:
+        return [self.proposal_id, self.cost, self.opd, self.kind, self.origin_unit]
+
+    @classmethod
+    def of(cls, row: list[Any]) -> Incoming:
+        return cls(*row)
 
 
 @dataclass
@@ -74,14 +85,14 @@ class ForumInput:
     config: ForumConfig
     pagu: int | None = None
     intake: bool = False
-    incoming: list[Incoming] = field(default_factory=list)
+    incoming: list[list[Any]] = field(default_factory=list)  # Incoming.wire() rows
     opds: list[str] = field(default_factory=list)
 
 
 @dataclass
 class SubmitRequest:
     actor: ActorRef
-    proposals: list[ProposalDraft]
+    proposals: list[dict[str, Any]]  # ProposalDraft fields; plain dicts decode fast
 
 
 @dataclass
@@ -101,7 +112,7 @@ class DecisionRequest:
 @dataclass
 class DecideRequest:
     actor: ActorRef
-    decisions: list[DecisionRequest]
+    decisions: list[dict[str, Any]]  # DecisionRequest fields; plain dicts decode fast
 
 
 @dataclass
@@ -139,7 +150,7 @@ class ForumResult:
     stage: str
     unit: str
     closed_by: str
-    forwarded: list[Incoming]
+    forwarded: list[list[Any]]  # Incoming.wire() rows
     perkada: str | None = None
 
 
@@ -186,7 +197,7 @@ class CycleInput:
 class PokirRequest:
     actor: ActorRef
     dapil: str
-    proposals: list[ProposalDraft]
+    proposals: list[dict[str, Any]]  # ProposalDraft fields
 
 
 @dataclass

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PokirRequest,
     )
     from musrenbang.workflows.forum import ForumWorkflow, route_opd
-    from musrenbang.workflows.recording import Recorder, plain, route, validate_draft
+    from musrenbang.workflows.recording import Recorder, drafts, plain, route, validate_draft
 
 
 LATE_OPENING_SPAN = timedelta(days=7)
@@ -133,7 +133,7 @@ class CycleWorkflow:
             ),
             pagu=self.inp.pagu.get(slug),
             intake=stage == 0,
-            incoming=incoming,
+            incoming=[i.wire() for i in incoming],
             opds=self.inp.opds,
         )
         handle = await workflow.start_child_workflow(
@@ -161,7 +161,7 @@ class CycleWorkflow:
             await self._adopt(result)
             return
         nxt = stage + 1
-        for item in result.forwarded:
+        for item in map(Incoming.of, result.forwarded):
             to_unit = route(self.levels[nxt], result.unit, item.opd, self.inp.region)
             self.inbox[nxt].setdefault(to_unit, []).append(
                 Incoming(item.proposal_id, item.cost, item.opd, item.kind, result.unit)
@@ -192,8 +192,8 @@ class CycleWorkflow:
             await self._open_ready(stage + 1)
 
     async def _adopt(self, result: ForumResult) -> None:
-        items = sorted(i.proposal_id for i in result.forwarded)
-        total = sum(i.cost for i in result.forwarded)
+        items = sorted(row[0] for row in result.forwarded)
+        total = sum(row[1] for row in result.forwarded)
         payload = {"perkada": result.perkada, "items": items, "total_cost": total}
         await self.rec.record(
             [self.rec.cycle_event("RkpdAdopted", payload, system=True)], "adopted"
@@ -223,7 +223,7 @@ class CycleWorkflow:
             self._check_pokir(req)
             events, ids = [], []
             late: dict[str | None, list[Incoming]] = {}
-            for draft in req.proposals:
+            for draft in drafts(req.proposals):
                 pid = draft.proposal_id or str(workflow.uuid4())
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
                 details = {k: v for k, v in plain(draft).items() if v is not None}
@@ -255,7 +255,7 @@ class CycleWorkflow:
                 handle = workflow.get_external_workflow_handle(
                     f"forum-{forum_id(self.inp.cycle_id, POKIR_STAGE, opd or '')}"
                 )
-                await handle.signal(ForumWorkflow.receive, items)
+                await handle.signal(ForumWorkflow.receive, [i.wire() for i in items])
             return CommandResult(seqs, ids)
 
     @submit_pokir.validator
@@ -272,7 +272,7 @@ class CycleWorkflow:
         if not req.proposals or not req.dapil.strip():
             raise ValueError("pokir need the dapil and at least one usulan")
         pd = self.inp.stages.index(POKIR_STAGE)
-        for n, draft in enumerate(req.proposals, start=1):
+        for n, draft in enumerate(drafts(req.proposals), start=1):
             problem = validate_draft(draft, self.inp.opds)
             if problem:
                 raise ValueError(f"pokir {n}: {problem}")

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         Incoming,
         SubmitRequest,
     )
-    from musrenbang.workflows.recording import Recorder, plain, route, validate_draft
+    from musrenbang.workflows.recording import Recorder, drafts, plain, route, validate_draft
 
 
 @workflow.defn
@@ -46,7 +46,8 @@ class ForumWorkflow:
         self.id = forum_id(inp.cycle_id, inp.stage, inp.unit)
         self.level = Level(inp.level)
         self.book = ForumBook(inp.stage, inp.pagu)
-        for item in inp.incoming:
+        for row in inp.incoming:
+            item = Incoming.of(row)
             self.book.entries[item.proposal_id] = Entry(item.cost, item.opd, item.kind)
         self.deadline = _parse(inp.config.deadline)
         self.status = "open"
@@ -65,7 +66,7 @@ class ForumWorkflow:
         await self._watch_deadline()
         await workflow.wait_condition(workflow.all_handlers_finished)
         forwarded = [
-            Incoming(pid, e.cost, e.opd, e.kind)
+            Incoming(pid, e.cost, e.opd, e.kind).wire()
             for pid, e in self.book.entries.items()
             if e.outcome in ("accept", "revise", "include")
         ]
@@ -185,7 +186,7 @@ class ForumWorkflow:
         async with self.lock:
             self._authorize(req.actor)
             events, ids = [], []
-            for draft in req.proposals:
+            for draft in drafts(req.proposals):
                 pid = draft.proposal_id or str(workflow.uuid4())
                 details = {k: v for k, v in plain(draft).items() if v is not None}
                 details.pop("proposal_id", None)
@@ -214,7 +215,7 @@ class ForumWorkflow:
             raise ValueError(f"usulan are not submitted at the {self.inp.stage} forum")
         if not req.proposals:
             raise ValueError("no usulan in the request")
-        for n, draft in enumerate(req.proposals, start=1):
+        for n, draft in enumerate(drafts(req.proposals), start=1):
             problem = validate_draft(draft, self.inp.opds)
             if problem:
                 raise ValueError(f"usulan {n}: {problem}")
@@ -239,7 +240,10 @@ class ForumWorkflow:
         self._authorize(req.actor)
         if not req.decisions:
             raise ValueError("no decisions in the request")
-        decisions = [Decision(**plain(d)) for d in req.decisions]
+        try:
+            decisions = [Decision(**d) for d in req.decisions]
+        except TypeError as exc:
+            raise ValueError(f"a decision has a field this forum does not know: {exc}") from None
         problems = self.book.check(decisions, frozenset(self.inp.opds))
         if problems:
             raise ValueError("; ".join(problems[:20]))
@@ -317,9 +321,9 @@ class ForumWorkflow:
         return new
 
     @workflow.signal
-    def receive(self, items: list[Incoming]) -> None:
+    def receive(self, rows: list[list[Any]]) -> None:
         """Late arrivals (pokir submitted while this Forum PD is open)."""
-        for item in items:
+        for item in map(Incoming.of, rows):
             self.book.entries.setdefault(item.proposal_id, Entry(item.cost, item.opd, item.kind))
 
     @workflow.query
@@ -355,7 +359,7 @@ class ForumWorkflow:
             "unit": self.inp.unit,
             "deadline": _iso(self.deadline),
             "pagu": self.inp.pagu,
-            "incoming": [i.proposal_id for i in self.inp.incoming],
+            "incoming": [row[0] for row in self.inp.incoming],
         }
 
     def _closing_summary(self) -> dict[str, Any]:

@@ -149,6 +149,17 @@ def plain(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
+def drafts(rows: list[dict[str, Any]]) -> list[ProposalDraft]:
+    """Submitted usulan as drafts; a field no draft has is refused with its name."""
+    out = []
+    for n, row in enumerate(rows, start=1):
+        try:
+            out.append(ProposalDraft(**row))
+        except TypeError as exc:
+            raise ValueError(f"usulan {n}: {exc}") from None
+    return out
+
+
 def route(next_level: Level, unit: str, opd: str | None, city: str) -> str:
     """Where a forwarded usulan goes: kelurahan to its kecamatan, kecamatan to the OPD it
     is assigned to, OPD forums to the city."""

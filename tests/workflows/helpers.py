@@ -30,8 +30,8 @@ REGION = "13.72"  # Kota Solok: 2 kecamatan, 13 kelurahan
 ADMIN = ActorRef("admin.bappeda", "admin", "13.72")
 
 
-def small_cycle(**overrides: Any) -> CycleInput:
-    plan = CyclePlan(region=REGION, year=2028, pagu={"kelurahan": 1_000_000_000}, **overrides)
+def small_cycle(year: int = 2028, **overrides: Any) -> CycleInput:
+    plan = CyclePlan(region=REGION, year=year, pagu={"kelurahan": 1_000_000_000}, **overrides)
     return cycle_input(plan, ADMIN)
 
 
@@ -166,7 +166,9 @@ async def drive_cycle(
         )
         await close(forum, coordinator(opd))
     kota = await forum_handle(client, cycle, inp, "kota", inp.region)
-    ids = sorted((await kota.query(ForumWorkflow.view)).proposals)
+    ids = sorted(
+        (await kota.query(ForumWorkflow.view)).proposals, key=lambda p: (p in pokir.proposal_ids, p)
+    )  # a pokir is not the one dropped
     await decide(
         kota,
         bappeda,

@@ -23,10 +23,10 @@ from tests.workflows.histories import save_histories
 
 
 async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
-    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str, cycle_year: int
 ) -> None:
     client = time_skipping_env.client
-    inp = small_cycle()
+    inp = small_cycle(cycle_year)
     async with build_worker(client, task_queue, engine):
         cycle = await client.start_workflow(
             CycleWorkflow.run, inp, id=f"cycle-{inp.cycle_id}", task_queue=task_queue
@@ -83,10 +83,10 @@ async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
 
 
 async def test_without_coordinators_the_system_carries_the_cycle_to_the_end(
-    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str, cycle_year: int
 ) -> None:
     client = time_skipping_env.client
-    inp = small_cycle(auto_close_policy="forward")
+    inp = small_cycle(cycle_year, auto_close_policy="forward")
     async with build_worker(client, task_queue, engine):
         cycle = await client.start_workflow(
             CycleWorkflow.run, inp, id=f"cycle-{inp.cycle_id}", task_queue=task_queue
