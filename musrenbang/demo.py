@@ -1,0 +1,388 @@
+"""`musrenbang demo`: a realistic cycle for Kota Tangerang, driven through the HTTP API of a
+running stack, as the lurah, camat, OPD planners, Bappeda and a DPRD member would drive it.
+
+One kelurahan lets its deadline pass: the system escalates it to the camat, who decides
+and closes its forum. At the end the funnel is printed, with a `curl` line that traces
+one usulan from the ward to the RKPD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from musrenbang.api.auth import issue_token
+from musrenbang.config import Settings
+from musrenbang.domain.decisions import CRITERIA
+
+REGION = "36.71"
+USULAN = [
+    (
+        "Perbaikan jalan lingkungan rusak",
+        "Pengaspalan ulang jalan lingkungan",
+        "jalan",
+        120,
+        "m",
+        1_250_000,
+    ),
+    (
+        "Drainase tersumbat saat hujan",
+        "Normalisasi dan pembuatan saluran drainase",
+        "drainase",
+        80,
+        "m",
+        1_100_000,
+    ),
+    (
+        "Posyandu kekurangan alat",
+        "Pengadaan alat timbang dan tensimeter posyandu",
+        "posyandu",
+        1,
+        "paket",
+        18_500_000,
+    ),
+    (
+        "Jalan gelap di malam hari",
+        "Pemasangan penerangan jalan umum (PJU)",
+        "pju",
+        6,
+        "titik",
+        7_500_000,
+    ),
+    ("Sampah menumpuk di TPS", "Pengadaan gerobak sampah", "persampahan", 4, "unit", 4_200_000),
+]
+REJECT_REASONS = [
+    ("bukan-kewenangan", "Jalan provinsi, bukan kewenangan kota"),
+    ("sudah-dianggarkan", "Sudah dianggarkan pada APBD tahun berjalan"),
+]
+BA_DAY = "2027-01-20"
+console = Console()
+
+
+class Demo:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self.settings, self.http = settings, client
+        self.rng = random.Random(2027)  # noqa: S311 - demo data, not secrets
+
+    def auth(self, role: str, wilayah: str | None = None, opd: str | None = None) -> dict[str, str]:
+        subject = {
+            "coordinator": "koordinator",
+            "admin": "admin.bappeda",
+            "dprd": "anggota.dprd",
+            "auditor": "inspektorat",
+        }[role]
+        token = issue_token(
+            self.settings, f"{subject}.{opd or wilayah or REGION}", role, wilayah, opd
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def call(self, method: str, path: str, who: dict[str, str], body: Any = None) -> Any:
+        res = await self.http.request(method, path, json=body, headers=who)
+        if res.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: {res.status_code} {res.text}")
+        return res.json()
+
+    async def forum(
+        self, cycle: str, stage: str, unit: str, seconds: float = 120
+    ) -> dict[str, Any]:
+        path = f"/cycles/{cycle}/forums/{stage}/{unit}"
+        for _ in range(int(seconds * 5)):
+            res = await self.http.get(path, headers=self.auth("auditor"))
+            if res.status_code == 200:
+                found: dict[str, Any] = res.json()
+                return found
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{path} did not open")
+
+    def ba(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "berita_acara": {
+                "tanggal": BA_DAY,
+                "tempat": "Aula",
+                "peserta": self.rng.randint(25, 80),
+                "penandatangan": ["Ketua Forum", "Sekretaris", "Perwakilan Warga"],
+                **extra,
+            }
+        }
+
+    def usulan(self, kel: str, n: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(n):
+            masalah, gagasan, bidang, volume, satuan, unit_cost = USULAN[
+                (i + int(kel[-2:])) % len(USULAN)
+            ]
+            rt, rw = self.rng.randint(1, 12), self.rng.randint(1, 8)
+            out.append(
+                {
+                    "masalah": f"{masalah} di RT {rt:03d}/RW {rw:03d}",
+                    "gagasan": gagasan,
+                    "bidang": bidang,
+                    "volume": volume,
+                    "satuan": satuan,
+                    "cost": volume * unit_cost,
+                    "rt": f"{rt:03d}",
+                    "rw": f"{rw:03d}",
+                    "pengusul": f"Ketua RW {rw:03d}",
+                }
+            )
+        return out
+
+
+async def create_cycle(demo: Demo, year: int | None, late_deadline: datetime) -> str:
+    first = year or datetime.now(UTC).year + 2
+    for candidate in range(first, first + 20):
+        res = await demo.http.post(
+            "/cycles",
+            headers=demo.auth("admin"),
+            json={
+                "region": REGION,
+                "year": candidate,
+                "pagu": {"kelurahan": 2_300_000_000},
+                "deadlines": {"kelurahan": late_deadline.isoformat()},
+            },
+        )
+        if res.status_code == 201:
+            return str(res.json()["cycle_id"])
+        if res.status_code != 409:
+            raise RuntimeError(f"creating the cycle: {res.status_code} {res.text}")
+    raise RuntimeError("no free cycle year")
+
+
+async def kelurahan_stage(
+    demo: Demo, cycle: str, units: list[str], late: str, bar: Any
+) -> list[str]:
+    ids: list[str] = []
+    for kel in units:
+        await demo.forum(cycle, "kelurahan", kel)
+        lurah = demo.auth("coordinator", kel)
+        path = f"/cycles/{cycle}/forums/kelurahan/{kel}"
+        got = await demo.call(
+            "POST", f"{path}/proposals", lurah, {"proposals": demo.usulan(kel, 5)}
+        )
+        pids = got["proposal_ids"]
+        ids += pids
+        if kel == late:
+            bar()
+            continue  # this forum lets its deadline pass
+        decisions: list[dict[str, Any]] = [
+            {
+                "proposal_id": p,
+                "kind": "prioritize",
+                "rank": r + 1,
+                "scores": {c: demo.rng.randint(1, 5) for c in CRITERIA[:3]},
+            }
+            for r, p in enumerate(pids[:3])
+        ]
+        decisions += [
+            {"proposal_id": pids[0], "kind": "accept"},
+            {"proposal_id": pids[2], "kind": "accept"},
+            {
+                "proposal_id": pids[1],
+                "kind": "revise",
+                "changes": {"cost": 70_000_000, "volume": 60},
+            },
+        ]
+        code, reason = REJECT_REASONS[int(kel[-1]) % 2]
+        decisions.append(
+            {"proposal_id": pids[3], "kind": "reject", "reason": reason, "reason_code": code}
+        )
+        decisions.append(
+            {"proposal_id": pids[4], "kind": "merge", "into": pids[0]}
+            if int(kel[-1]) % 3 == 0
+            else {"proposal_id": pids[4], "kind": "accept"}
+        )
+        await demo.call("POST", f"{path}/decisions", lurah, {"decisions": decisions})
+        await demo.call("POST", f"{path}/close", lurah, demo.ba())
+        bar()
+    return ids
+
+
+async def escalated(demo: Demo, cycle: str, late: str) -> None:
+    path = f"/cycles/{cycle}/forums/kelurahan/{late}"
+    camat_code = late.rsplit(".", 1)[0]
+    for _ in range(900):
+        state = await demo.call("GET", path, demo.auth("auditor"))
+        if state["status"] == "overdue":
+            break
+        await asyncio.sleep(0.2)
+    console.print(
+        f"[yellow]Kelurahan {late} missed its deadline: escalated to the camat ({camat_code})."
+    )
+    camat = demo.auth("coordinator", camat_code)
+    held = [p["proposal_id"] for p in state["proposals"]]
+    decisions = [{"proposal_id": p, "kind": "accept"} for p in held[:3]]
+    decisions += [
+        {"proposal_id": p, "kind": "defer", "reason": "Dibahas ulang tahun depan"} for p in held[3:]
+    ]
+    await demo.call("POST", f"{path}/decisions", camat, {"decisions": decisions})
+    await demo.call(
+        "POST", f"{path}/close", camat, demo.ba(catatan="Diputus camat setelah eskalasi")
+    )
+
+
+async def later_stage(demo: Demo, cycle: str, stage: str, units: list[str], bar: Any) -> None:
+    for unit in units:
+        state = await demo.forum(cycle, stage, unit)
+        who = demo.auth(
+            "coordinator",
+            None if stage == "forum-pd" else unit,
+            unit if stage == "forum-pd" else None,
+        )
+        held = [p["proposal_id"] for p in state["proposals"]]
+        path = f"/cycles/{cycle}/forums/{stage}/{unit}"
+        decisions: list[dict[str, Any]] = []
+        if stage == "forum-pd":
+            decisions += [
+                {
+                    "proposal_id": p,
+                    "kind": "assign",
+                    "opd_akhir": unit,
+                    "sub_kegiatan": "1.03.10.2.01.0001",
+                }
+                for p in held
+            ]
+        kind = "include" if stage in ("kota", "rkpd") else "accept"
+        for i, p in enumerate(held):
+            if stage == "kota" and i % 9 == 4:
+                decisions.append(
+                    {
+                        "proposal_id": p,
+                        "kind": "not_accommodated",
+                        "reason": "Melebihi pagu indikatif OPD",
+                    }
+                )
+            else:
+                decisions.append({"proposal_id": p, "kind": kind})
+        if decisions:
+            await demo.call("POST", f"{path}/decisions", who, {"decisions": decisions})
+        extra = (
+            {"perkada": "Peraturan Wali Kota Tangerang Nomor 31 Tahun 2027"}
+            if stage == "rkpd"
+            else {}
+        )
+        await demo.call("POST", f"{path}/close", who, demo.ba(**extra))
+        bar()
+
+
+async def run_demo(
+    settings: Settings, kelurahan: int | None = None, year: int | None = None
+) -> int:
+    base = f"http://{settings.api_host}:{settings.api_port}/api/v1"
+    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+        demo = Demo(settings, http)
+        await demo.call("GET", "/health", {})
+        late_deadline = datetime.now(UTC) + timedelta(seconds=90 if kelurahan is None else 45)
+        cycle = await create_cycle(demo, year, late_deadline)
+        await asyncio.sleep(1)
+        from musrenbang.domain.regions import load_region
+
+        region = load_region(REGION)
+        kel_units = region.kelurahan_codes()
+        active = kel_units if kelurahan is None else kel_units[:kelurahan]
+        late = active[-1]
+        console.print(
+            f"Cycle [bold]{cycle}[/]: {region.name}, {len(region.kecamatan)} kecamatan, "
+            f"{len(kel_units)} kelurahan. Kelurahan forums close at {late_deadline:%H:%M:%S} UTC."
+        )
+        await demo.call(
+            "POST",
+            f"/cycles/{cycle}/pokir",
+            demo.auth("dprd"),
+            {
+                "dapil": "Kota Tangerang 1",
+                "proposals": [
+                    {
+                        "masalah": "Banjir di perumahan warga",
+                        "gagasan": "Pembangunan turap saluran",
+                        "bidang": "drainase",
+                        "volume": 150,
+                        "satuan": "m",
+                        "cost": 450_000_000,
+                    },
+                    {
+                        "masalah": "Sekolah kekurangan ruang kelas",
+                        "gagasan": "Rehabilitasi ruang kelas SD",
+                        "bidang": "pendidikan",
+                        "volume": 2,
+                        "satuan": "ruang",
+                        "cost": 380_000_000,
+                    },
+                ],
+            },
+        )
+        with Progress(console=console) as progress:
+            task = progress.add_task("Musrenbang Kelurahan", total=len(active))
+            await kelurahan_stage(demo, cycle, active, late, lambda: progress.advance(task))
+            if kelurahan is not None:
+                console.print(
+                    f"Short demo: {len(active)} kelurahan took part; the cycle keeps running."
+                )
+                return 0
+            progress.update(task, description="Waiting for the late kelurahan")
+            await escalated(demo, cycle, late)
+            for stage, units in (
+                ("kecamatan", [k.code for k in region.kecamatan]),
+                ("forum-pd", None),
+                ("kota", [REGION]),
+                ("rkpd", [REGION]),
+            ):
+                if units is None:
+                    units = await open_opd_forums(demo, cycle)
+                task = progress.add_task(f"{stage}", total=len(units))
+                await later_stage(demo, cycle, stage, units, lambda t=task: progress.advance(t))
+        await print_funnel(demo, cycle, base)
+    return 0
+
+
+async def open_opd_forums(demo: Demo, cycle: str) -> list[str]:
+    """The Forum PD that opened: those of OPDs that usulan or pokir were routed to."""
+    from musrenbang.domain.opd import KOTA_TANGERANG
+
+    await demo.forum(cycle, "forum-pd", "dinas-pupr")  # opens once every kecamatan closed
+    opened = []
+    for opd in KOTA_TANGERANG:
+        res = await demo.http.get(
+            f"/cycles/{cycle}/forums/forum-pd/{opd.slug}", headers=demo.auth("auditor")
+        )
+        if res.status_code == 200:
+            opened.append(opd.slug)
+    return opened
+
+
+async def print_funnel(demo: Demo, cycle: str, base: str) -> None:
+    for _ in range(100):
+        state = await demo.call("GET", f"/cycles/{cycle}", demo.auth("auditor"))
+        if state["status"] == "adopted":
+            break
+        await asyncio.sleep(0.3)
+    funnel = await demo.call("GET", f"/cycles/{cycle}/funnel", demo.auth("auditor"))
+    table = Table(title=f"Funnel of {cycle}")
+    for col in ("stage", "entered", "forwarded", "left, and why"):
+        table.add_column(col)
+    for row in funnel["stages"]:
+        why = "; ".join(
+            f"{k} {v['count']} ({', '.join(f'{r}: {n}' for r, n in v['reasons'].items())})"
+            for k, v in row["left"].items()
+        )
+        table.add_row(row["stage"], str(row["entered"]), str(row["forwarded"]), why)
+    console.print(table)
+    items = state.get("rkpd", {}).get("items", [])
+    console.print(
+        f"RKPD adopted: {len(items)} usulan, Rp{state.get('rkpd', {}).get('total_cost', 0):,}".replace(
+            ",", "."
+        )
+    )
+    if items:
+        token = issue_token(demo.settings, "inspektorat", "auditor")
+        console.print("Trace one usulan from the ward to the RKPD:")
+        console.print(
+            f"  curl -s -H 'Authorization: Bearer {token}' {base}/proposals/{items[0]}/history",
+            soft_wrap=True,
+        )

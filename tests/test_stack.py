@@ -1,0 +1,147 @@
+"""End to end: `musrenbang up` as a newcomer runs it, a short demo through HTTP, Ctrl-C,
+`up` again: the data, the cycle's progress and the log's integrity survive."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from musrenbang.api.auth import issue_token
+from musrenbang.config import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MUSRENBANG_HOME": str(home),
+        "MUSRENBANG_API_PORT": str(_free_port()),
+        "MUSRENBANG_TEMPORAL_PORT": str(_free_port()),
+        "MUSRENBANG_TEMPORAL_UI_PORT": str(_free_port()),
+        "MUSRENBANG_LOG_LEVEL": "WARNING",
+    }
+
+
+def _up(env: dict[str, str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musrenbang.cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Ctrl-C stops everything" in line:
+            assert any("API:" in x for x in lines) and any("PostgreSQL:" in x for x in lines)
+            assert any("Temporal UI:" in x for x in lines)
+            _wait_healthy(f"http://127.0.0.1:{env['MUSRENBANG_API_PORT']}/api/v1/health")
+            return proc
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError("musrenbang up did not start:\n" + "".join(lines))
+
+
+def _wait_healthy(url: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def _down(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+
+
+def test_up_demo_restart_resumes(tmp_path: Path) -> None:
+    env = _env(tmp_path / "home")
+    api = f"http://127.0.0.1:{env['MUSRENBANG_API_PORT']}/api/v1"
+    auditor = {"Authorization": f"Bearer {issue_token(Settings(), 'inspektorat', 'auditor')}"}
+    proc = _up(env)
+    try:
+        demo = subprocess.run(
+            [sys.executable, "-m", "musrenbang.cli", "demo", "--kelurahan", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        cycle = demo.stdout.split("Cycle ", 1)[1].split(":", 1)[0].strip()
+        before = _snapshot(api, auditor, cycle)
+        assert before["first"] == "closed" and before["late"] in ("open", "overdue")
+        assert before["verify"]["ok"] and before["verify"]["checked"] > 20
+    finally:
+        _down(proc)
+
+    proc = _up(env)
+    try:
+        after = _snapshot(api, auditor, cycle)
+        assert after["first"] == "closed" and after["cycle"]["status"] == "open"
+        assert after["verify"]["ok"] and after["verify"]["checked"] >= before["verify"]["checked"]
+        assert after["events"][: len(before["events"])] == before["events"]
+        lurah = {
+            "Authorization": "Bearer "
+            + issue_token(Settings(), "lurah", "coordinator", "36.71.01.1003")
+        }
+        res = httpx.post(
+            f"{api}/cycles/{cycle}/forums/kelurahan/36.71.01.1003/proposals",
+            headers=lurah,
+            json={
+                "proposals": [
+                    {
+                        "masalah": "Jalan rusak",
+                        "gagasan": "Perbaikan",
+                        "cost": 50_000_000,
+                        "bidang": "jalan",
+                        "volume": 10,
+                        "satuan": "m",
+                    }
+                ]
+            },
+            timeout=60,
+        )
+        assert res.status_code == 200, res.text  # the cycle carries on where it was
+    finally:
+        _down(proc)
+
+
+def _snapshot(api: str, auth: dict[str, str], cycle: str) -> dict[str, Any]:
+    def get(path: str, **params: Any) -> Any:
+        res = httpx.get(f"{api}{path}", headers=auth, params=params, timeout=60)
+        assert res.status_code == 200, res.text
+        return res.json()
+
+    return {
+        "cycle": get(f"/cycles/{cycle}"),
+        "first": get(f"/cycles/{cycle}/forums/kelurahan/36.71.01.1001")["status"],
+        "late": get(f"/cycles/{cycle}/forums/kelurahan/36.71.01.1002")["status"],
+        "verify": get("/audit/verify"),
+        "events": [
+            (e["seq"], e["hash"]) for e in get("/events", cycle=cycle, limit=1000)["events"]
+        ],
+    }
