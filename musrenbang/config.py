@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.environment == "production":
-            if self.jwt_secret == DEV_JWT_SECRET and self.jwks_url is None:
+            if self.jwt_secret in ("", DEV_JWT_SECRET) and not self.jwks_url:
                 raise ValueError("MUSRENBANG_JWT_SECRET must be set in production")
             if self.app_db_password == DEV_APP_DB_PASSWORD:
                 raise ValueError("MUSRENBANG_APP_DB_PASSWORD must be set in production")

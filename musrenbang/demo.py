@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from lokal import format_rupiah, terbilang
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -374,10 +375,9 @@ async def print_funnel(demo: Demo, cycle: str, base: str) -> None:
         table.add_row(row["stage"], str(row["entered"]), str(row["forwarded"]), why)
     console.print(table)
     items = state.get("rkpd", {}).get("items", [])
+    total = state.get("rkpd", {}).get("total_cost", 0)
     console.print(
-        f"RKPD adopted: {len(items)} usulan, Rp{state.get('rkpd', {}).get('total_cost', 0):,}".replace(
-            ",", "."
-        )
+        f"RKPD adopted: {len(items)} usulan, {format_rupiah(total)} ({terbilang(total)} rupiah)"
     )
     if items:
         token = issue_token(demo.settings, "inspektorat", "auditor")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from lokal import format_rupiah
+
 SUB_KEGIATAN = re.compile(r"^\d\.\d{2}\.\d{2}\.\d\.\d{2}\.\d{4}$")
 # The official kecamatan criteria (Permendagri 86/2017).
 CRITERIA = ("rkpd", "spm", "hak-dasar", "lintas-kecamatan", "lainnya")
@@ -219,4 +221,4 @@ def _payload(d: Decision, kind: Kind, entry: Entry) -> dict[str, Any]:
 
 
 def _rupiah(amount: int) -> str:
-    return "Rp" + f"{amount:,}".replace(",", ".")
+    return str(format_rupiah(amount))
