@@ -26,8 +26,16 @@ def test_the_file_follows_the_compose_specification() -> None:
 
 def test_every_service_the_app_needs_is_there_and_wired_by_name() -> None:
     services = _compose()["services"]
-    assert {"postgres", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui",
-            "migrate", "api", "worker"} <= set(services)
+    assert {
+        "postgres",
+        "temporal-schema",
+        "temporal",
+        "temporal-namespace",
+        "temporal-ui",
+        "migrate",
+        "api",
+        "worker",
+    } <= set(services)
     for name in ("api", "worker", "migrate"):
         env = services[name]["environment"]
         assert "@postgres:5432/" in env["MUSRENBANG_DATABASE_URL"]
@@ -50,8 +58,10 @@ def test_start_up_order_waits_for_health_and_set_up() -> None:
     assert after("temporal-namespace") == {"temporal": "service_healthy"}
     assert after("migrate") == {"postgres": "service_healthy"}
     for app in ("api", "worker"):
-        assert after(app) == {"migrate": "service_completed_successfully",
-                              "temporal-namespace": "service_completed_successfully"}
+        assert after(app) == {
+            "migrate": "service_completed_successfully",
+            "temporal-namespace": "service_completed_successfully",
+        }
     for name in ("postgres", "temporal", "api"):
         assert services[name]["healthcheck"]["test"]
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -83,6 +84,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApplicationError)
     async def _app_error(_: Request, exc: ApplicationError) -> JSONResponse:
         return _body(422, "Refused", exc.message)
+
+    @app.exception_handler(DataError)
+    async def _data(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character in a query parameter: PostgreSQL text cannot hold it
+        return _body(
+            422, "ValidationError", f"the request holds a value the database refuses: {exc.orig}"
+        )
 
     @app.exception_handler(EventLogError)
     async def _log_error(_: Request, exc: EventLogError) -> JSONResponse:
