@@ -35,7 +35,9 @@ pytest: install
 test: lint typecheck pytest
 
 bench: install
-	$(RUN) python bench/event_log.py
+	$(RUN) python -m bench.event_log
+	$(RUN) python -m bench.cycle_scale
+	$(RUN) python -m bench.api_latency
 
 clean:
 	rm -rf .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
