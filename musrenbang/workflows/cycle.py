@@ -148,7 +148,9 @@ class CycleWorkflow:
         deadline = datetime.fromisoformat(self.inp.deadlines[slug])
         # A forum that opens after its stage's calendar deadline (its feeders ran late)
         # still gets time to deliberate.
-        return max(deadline, workflow.now() + LATE_OPENING_SPAN).isoformat()
+        if deadline <= workflow.now():
+            deadline = workflow.now() + LATE_OPENING_SPAN
+        return deadline.isoformat()
 
     async def _when_closed(self, stage: int, handle: workflow.ChildWorkflowHandle) -> None:  # type: ignore[type-arg]
         result: ForumResult = await handle

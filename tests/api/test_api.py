@@ -89,8 +89,11 @@ async def test_coordinator_and_auditor_journey(
         ]
     }
     first = await api.post(
-        f"{forum}/decisions", json=body, headers={**lurah, "Idempotency-Key": "rapat-1"}
+        f"{forum}/decisions",
+        json=body,
+        headers={**lurah, "Idempotency-Key": "rapat-1", "X-Request-ID": "req-rapat-1"},
     )
+    assert first.headers["X-Request-ID"] == "req-rapat-1"
     assert first.status_code == 200, first.text
     async with engine.connect() as conn:
         count = (await conn.execute(PROPOSAL_EVENTS)).scalar_one()
@@ -103,6 +106,20 @@ async def test_coordinator_and_auditor_journey(
 
     res = await api.post(f"{forum}/close", json={"berita_acara": BA}, headers=lurah)
     assert res.status_code == 200, res.text
+    async with engine.connect() as conn:
+        correlated = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT DISTINCT type FROM audit.events "
+                        "WHERE content::jsonb -> 'metadata' ->> 'correlation_id' = 'req-rapat-1'"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert sorted(correlated) == ["ProposalMerged", "ProposalRejected", "ProposalRevised"]
 
     auditor = token("auditor")
     history = (await api.get(f"/proposals/{b}/history", headers=auditor)).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
@@ -120,3 +121,44 @@ async def test_without_coordinators_the_system_carries_the_cycle_to_the_end(
     assert counts[("DeadlineMissed", "system")] == counts[("EscalationRaised", "system")] == opened
     assert counts[("DeadlineReminderSent", "system")] == 2 * opened
     assert counts[("RkpdAdopted", "system")] == 1
+
+
+@pytest.mark.parametrize("template", ["tanpa-kelurahan", "sipd"])
+async def test_other_stage_templates_run_to_an_adopted_rkpd(
+    time_skipping_env: WorkflowEnvironment,
+    engine: AsyncEngine,
+    task_queue: str,
+    cycle_year: int,
+    template: str,
+) -> None:
+    client = time_skipping_env.client
+    inp = small_cycle(cycle_year, template=template, auto_close_policy="forward")
+    first_stage = inp.stages[0]
+    unit = inp.units["kecamatan" if first_stage == "kecamatan" else "kelurahan"][0]
+    async with build_worker(client, task_queue, engine):
+        cycle = await client.start_workflow(
+            CycleWorkflow.run, inp, id=f"cycle-{inp.cycle_id}", task_queue=task_queue
+        )
+        forum = await forum_handle(client, cycle, inp, first_stage, unit)
+        submitted = await forum.execute_update(
+            ForumWorkflow.submit,
+            SubmitRequest(coordinator(unit), [draft("Drainase tersumbat", "drainase", 80_000_000)]),
+        )
+        result = await cycle.result()
+    assert result.rkpd_items == submitted.proposal_ids
+    async with engine.connect() as conn:
+        stages = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT payload->>'to_stage' FROM audit.events"
+                        " WHERE type = 'ProposalForwarded' "
+                        "AND stream = :s ORDER BY version"
+                    ),
+                    {"s": f"proposal:{result.rkpd_items[0]}"},
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [first_stage, *stages] == inp.stages
