@@ -52,6 +52,23 @@ def _result(res: CommandResult) -> dict[str, Any]:
     return {"seqs": res.seqs, "proposal_ids": res.proposal_ids}
 
 
+async def _forum_command(
+    client: Any,
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    update: Any,
+    req: Any,
+    key: str | None,
+    actor: Any,
+) -> dict[str, Any]:
+    """Runs `update` on the forum; answers once its events are durable."""
+    res = await _forum(client, cycle_id, stage, unit).execute_update(
+        update, req, id=_update_id(key, actor.subject)
+    )
+    return _result(res)
+
+
 def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[Any, Any]:
     if stage not in STAGES:
         raise ApiError(404, "NotFound", f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
@@ -136,10 +153,9 @@ async def submit(
     """Submits usulan to the forum that takes them (the first stage of the template)."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
     req = SubmitRequest(actor, [d.model_dump() for d in body.proposals])
-    res = await _forum(client, cycle_id, stage, unit).execute_update(
-        ForumWorkflow.submit, req, id=_update_id(key, actor.subject)
+    return await _forum_command(
+        client, cycle_id, stage, unit, ForumWorkflow.submit, req, key, actor
     )
-    return _result(res)
 
 
 @router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/decisions")
@@ -155,10 +171,9 @@ async def decide(
     """A batch of decisions, recorded all together or not at all."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
     req = DecideRequest(actor, [d.model_dump() for d in body.decisions])
-    res = await _forum(client, cycle_id, stage, unit).execute_update(
-        ForumWorkflow.decide, req, id=_update_id(key, actor.subject)
+    return await _forum_command(
+        client, cycle_id, stage, unit, ForumWorkflow.decide, req, key, actor
     )
-    return _result(res)
 
 
 @router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/close")
@@ -180,10 +195,7 @@ async def close(
             ba.tanggal.isoformat(), ba.tempat, ba.peserta, ba.penandatangan, ba.catatan, ba.perkada
         ),
     )
-    res = await _forum(client, cycle_id, stage, unit).execute_update(
-        ForumWorkflow.close, req, id=_update_id(key, actor.subject)
-    )
-    return _result(res)
+    return await _forum_command(client, cycle_id, stage, unit, ForumWorkflow.close, req, key, actor)
 
 
 @router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/deadline")
@@ -201,10 +213,9 @@ async def extend(
     if body.new_deadline.tzinfo is None:
         raise ApiError(422, "ValidationError", "new_deadline needs a time zone, e.g. +07:00")
     req = ExtendRequest(actor, body.new_deadline.isoformat(), body.reason)
-    res = await _forum(client, cycle_id, stage, unit).execute_update(
-        ForumWorkflow.extend, req, id=_update_id(key, actor.subject)
+    return await _forum_command(
+        client, cycle_id, stage, unit, ForumWorkflow.extend, req, key, actor
     )
-    return _result(res)
 
 
 __all__ = ["not_found", "router"]

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from musrenbang.domain.decisions import Decision
+
+# A decision as a client builds one (the API and the tests); on the wire it is a dict.
+DecisionRequest = Decision
+
 
 @dataclass
 class ActorRef:
@@ -93,20 +98,6 @@ class ForumInput:
 class SubmitRequest:
     actor: ActorRef
     proposals: list[dict[str, Any]]  # ProposalDraft fields; plain dicts decode fast
-
-
-@dataclass
-class DecisionRequest:
-    proposal_id: str
-    kind: str
-    reason: str | None = None
-    reason_code: str | None = None
-    changes: dict[str, Any] = field(default_factory=dict)
-    into: str | None = None
-    rank: int | None = None
-    scores: dict[str, int] = field(default_factory=dict)
-    opd_akhir: str | None = None
-    sub_kegiatan: str | None = None
 
 
 @dataclass
