@@ -9,6 +9,7 @@ append; :func:`leaf_hash` recomputes it independently for verification.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +21,51 @@ GENESIS_HASH = bytes(32)
 LEAF_PREFIX = b"\x00"
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
 def canonical(value: Any) -> bytes:
-    """RFC 8785 bytes of a JSON value."""
+    """RFC 8785 bytes of a JSON value.
+
+    Events hold strings, integers, booleans, nulls, lists and objects with plain keys; for
+    those, RFC 8785 is exactly `json.dumps` with sorted keys, no whitespace and UTF-8 output,
+    which is several times faster than the general `rfc8785` encoder. Anything else (a
+    float, a key outside the Basic Multilingual Plane, whose UTF-16 order differs from code
+    point order) goes to `rfc8785`. A test holds the two equal on generated values.
+    """
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        if _plain(value):
+            return json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode()
+        return bytes(rfc8785.dumps(value))
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeEncodeError) as exc:
         raise InvalidEvent(f"not canonicalizable as JSON: {exc}") from exc
+
+
+def _plain(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) or item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise ValueError(f"integer {item} is outside the I-JSON range")
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"object key {key!r} is not a string")
+                if any(ord(ch) > 0xD7FF for ch in key):
+                    return False
+                stack.append(child)
+            continue
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+            continue
+        return False  # floats and anything else: the general encoder decides
+    return True
 
 
 def format_timestamp(moment: datetime) -> str:

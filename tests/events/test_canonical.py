@@ -1,0 +1,34 @@
+"""The fast canonical encoder agrees with the RFC 8785 reference on every JSON value."""
+
+from __future__ import annotations
+
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from musrenbang.events.canonical import canonical
+
+keys = st.text(max_size=12)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(max_size=30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+values = st.recursive(
+    scalars,
+    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(keys, kids, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(values)
+def test_canonical_equals_the_rfc8785_reference(value: object) -> None:
+    assert canonical(value) == rfc8785.dumps(value)
+
+
+def test_keys_sort_by_utf16_code_units_and_controls_escape() -> None:
+    value = {"\ue000": 1, "\U0001f600": 2, "a\x1fb": "tab\there", "é": None}
+    assert canonical(value) == rfc8785.dumps(value)
