@@ -155,7 +155,7 @@ async def _write(
     log_id: str,
     rows: list[tuple[Any, ...]],
     head: _Head,
-    projections: list[tuple[str, dict[str, list[Any]]]],
+    projections: list[tuple[str, list[dict[str, Any]]]],
 ) -> None:
     try:
         if len(rows) >= _COPY_FROM:
@@ -166,8 +166,8 @@ async def _write(
             if len(rows) < _COPY_FROM:
                 await cur.executemany(_INSERT, rows)
             await cur.execute(_MOVE_HEAD, (head.seq, head.hash, log_id))
-            for sql, columns in projections:
-                await cur.execute(sql, columns)
+            for sql, params in projections:
+                await cur.executemany(sql, params)
     except psycopg.errors.UniqueViolation as exc:  # only if the lock was bypassed
         raise EventLogError(f"concurrent append detected: {exc.diag.message_primary}") from exc
 

@@ -66,10 +66,9 @@ async def prefetch(driver: Any, events: Sequence[NewEvent]) -> dict[str, Any]:
 
 def plan_writes(
     events: Sequence[StoredEvent], current: dict[str, dict[str, State]]
-) -> list[tuple[str, dict[str, list[Any]]]]:
-    """The upserts that bring the read models past `events`, given the current rows of
-    every id they touch (as :func:`prefetch` reads them): one statement per read model,
-    its rows passed as column arrays."""
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The upserts (statement, rows) that bring the read models past `events`, given the
+    current rows of every id they touch (as :func:`prefetch` reads them)."""
     by_kind: dict[str, list[StoredEvent]] = {}
     for event in events:
         kind, _ = split_stream(event.stream)
@@ -85,8 +84,7 @@ def plan_writes(
             states[ident] = model.evolve(states.get(ident), event.type, event.payload)
             latest[ident] = event
         rows = [_row(model, i, states[i], e) for i, e in latest.items()]
-        columns = {c: [row[c] for row in rows] for c in rows[0]}
-        writes.append((_upsert_sql(model), columns))
+        writes.append((_upsert_sql(model), rows))
     return writes
 
 
@@ -97,8 +95,8 @@ async def project(driver: Any, events: Sequence[StoredEvent]) -> None:
         cur = await driver.execute(select_sql(kind), (ids,))
         current[kind] = {row[0]: row[1] for row in await cur.fetchall()}
     async with driver.cursor() as cur:
-        for sql, columns in plan_writes(events, current):
-            await cur.execute(sql, columns)
+        for sql, rows in plan_writes(events, current):
+            await cur.executemany(sql, rows)
 
 
 def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dict[str, Any]:
@@ -118,32 +116,16 @@ def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dic
     return row
 
 
-_SQL_TYPES = {
-    "id": "text",
-    "log_id": "text",
-    "status": "text",
-    "state": "text",
-    "version": "bigint",
-    "last_seq": "bigint",
-    "updated_at": "timestamptz",
-    "cycle_id": "text",
-    "stage": "text",
-    "unit": "text",
-}
-
-
 def _upsert_sql(model: _ReadModel) -> str:
     cols = ["log_id", "status", "state", "version", "last_seq", "updated_at"]
     if model.key != "cycle_id":
         cols.append("cycle_id")
     if model.placed:
         cols += ["stage", "unit"]
-    arrays = ", ".join(f"%({c})s::{_SQL_TYPES[c]}[]" for c in ["id", *cols])
-    values = ", ".join("u.state::jsonb" if c == "state" else f"u.{c}" for c in ["id", *cols])
+    values = ", ".join(f"CAST(%({c})s AS jsonb)" if c == "state" else f"%({c})s" for c in cols)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
     return (
-        f"INSERT INTO {model.table} ({model.key}, {', '.join(cols)}) "  # noqa: S608 - constants
-        f"SELECT {values} FROM unnest({arrays}) AS u(id, {', '.join(cols)}) "
+        f"INSERT INTO {model.table} ({model.key}, {', '.join(cols)}) VALUES (%(id)s, {values}) "  # noqa: S608
         f"ON CONFLICT ({model.key}) DO UPDATE SET {updates}"
     )
 
