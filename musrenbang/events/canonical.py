@@ -57,7 +57,7 @@ def _plain(value: Any) -> bool:
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise TypeError(f"object key {key!r} is not a string")
-                if any(ord(ch) > 0xD7FF for ch in key):
+                if not key.isascii() and max(key) > "\ud7ff":
                     return False
                 stack.append(child)
             continue
