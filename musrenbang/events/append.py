@@ -99,7 +99,7 @@ async def append_events(
         row, appended = _chain(head, log_id, event, content, actual + 1)
         rows.append(row)
         results.append(appended)
-        fresh.append(StoredEvent.from_content(log_id, content, appended))
+        fresh.append(StoredEvent.appended(log_id, event, appended))
 
     if rows:
         await _write(driver, log_id, rows, head, plan_writes(fresh, current))

@@ -92,16 +92,24 @@ class StoredEvent:
         )
 
     @classmethod
-    def from_content(cls, log_id: str, content: str, appended: Appended) -> StoredEvent:
-        prev = b""  # the append path does not return it; readers of the log get it
-        return cls._build(
-            log_id,
-            appended.seq,
-            content,
-            appended.version,
-            appended.recorded_at,
-            prev,
-            appended.hash,
+    def appended(cls, log_id: str, event: NewEvent, appended: Appended) -> StoredEvent:
+        """The event just written, without parsing back the content it was written as."""
+        return cls(
+            log_id=log_id,
+            seq=appended.seq,
+            event_id=event.event_id,
+            stream=event.stream,
+            version=appended.version,
+            type=event.type,
+            schema_version=event.schema_version,
+            payload=event.payload,
+            actor=event.actor,
+            metadata=event.metadata,
+            occurred_at=event.occurred_at,
+            recorded_at=appended.recorded_at,
+            idempotency_key=event.idempotency_key,
+            prev_hash=b"",  # the append path does not need it; readers of the log get it
+            hash=appended.hash,
         )
 
     @classmethod
