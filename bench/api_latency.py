@@ -28,7 +28,7 @@ from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.logging import configure_logging
-from musrenbang.stack import binary, ensure_database, start_embedded_postgres
+from musrenbang.stack import binary, embedded_postgres, ensure_database
 from musrenbang.worker import build_worker
 
 REGION = "36.71"
@@ -118,8 +118,11 @@ async def history(settings: Settings, pids: list[str], samples: int) -> list[flo
 
 async def main(requests: int, log_size: int) -> None:
     configure_logging("console", "WARNING")
-    with tempfile.TemporaryDirectory(prefix="musrenbang-apibench-") as tmp:
-        owner = ensure_database(start_embedded_postgres(Path(tmp) / "pgdata"), "musrenbang")
+    with (
+        tempfile.TemporaryDirectory(prefix="musrenbang-apibench-") as tmp,
+        embedded_postgres(Path(tmp) / "pgdata") as server,
+    ):
+        owner = ensure_database(server, "musrenbang")
         migrate(owner, "musrenbang_app", "musrenbang_app")
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=binary("temporal"),

@@ -24,7 +24,7 @@ from musrenbang.domain.stages import forum_id
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.events.verify import verify_all
 from musrenbang.planning import CyclePlan, cycle_input
-from musrenbang.stack import binary, ensure_database, start_embedded_postgres
+from musrenbang.stack import binary, embedded_postgres, ensure_database
 from musrenbang.worker import build_worker
 from musrenbang.workflows.contracts import (
     ActorRef,
@@ -178,8 +178,10 @@ async def one_cycle(env: WorkflowEnvironment, owner: URL, total: int, year: int)
 
 
 async def main(sizes: list[int]) -> None:
-    with tempfile.TemporaryDirectory(prefix="musrenbang-scale-") as tmp:
-        server = start_embedded_postgres(Path(tmp) / "pgdata")
+    with (
+        tempfile.TemporaryDirectory(prefix="musrenbang-scale-") as tmp,
+        embedded_postgres(Path(tmp) / "pgdata") as server,
+    ):
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=binary("temporal"),
             dev_server_database_filename=str(Path(tmp) / "temporal.db"),

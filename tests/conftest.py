@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.events.db import app_url, create_engine, migrate
-from musrenbang.stack import binary, ensure_database, start_embedded_postgres
+from musrenbang.stack import binary, embedded_postgres, ensure_database
 
 APP_USER = "musrenbang_app"
 APP_PASSWORD = "musrenbang_app"
@@ -35,8 +35,11 @@ def pg_server() -> Iterator[URL]:
     if external:
         yield make_url(external).set(database="postgres")
         return
-    with tempfile.TemporaryDirectory(prefix="musrenbang-pg-") as tmp:
-        yield start_embedded_postgres(Path(tmp) / "pgdata")
+    with (
+        tempfile.TemporaryDirectory(prefix="musrenbang-pg-") as tmp,
+        embedded_postgres(Path(tmp) / "pgdata") as url,
+    ):
+        yield url
 
 
 @pytest.fixture(scope="session")
