@@ -35,29 +35,29 @@ def _env(home: Path) -> dict[str, str]:
     }
 
 
-def _up(env: dict[str, str]) -> subprocess.Popen[str]:
+def _up(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    # Output goes to a file, not a pipe: a pipe nobody reads any more would fill up and
+    # block the stack when it logs on the way down.
     proc = subprocess.Popen(
         [sys.executable, "-m", "musrenbang.cli", "up"],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stdout is not None
-    lines = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "Ctrl-C stops everything" in line:
+        lines = log.read_text().splitlines()
+        if any("Ctrl-C stops everything" in line for line in lines):
             assert any("API:" in x for x in lines) and any("PostgreSQL:" in x for x in lines)
             assert any("Temporal UI:" in x for x in lines)
             _wait_healthy(f"http://127.0.0.1:{env['MUSRENBANG_API_PORT']}/api/v1/health")
             return proc
         if proc.poll() is not None:
             break
+        time.sleep(0.1)
     proc.kill()
-    raise AssertionError("musrenbang up did not start:\n" + "".join(lines))
+    raise AssertionError("musrenbang up did not start:\n" + log.read_text())
 
 
 def _wait_healthy(url: str) -> None:
@@ -71,16 +71,21 @@ def _wait_healthy(url: str) -> None:
     raise AssertionError(f"{url} never answered")
 
 
-def _down(proc: subprocess.Popen[str]) -> None:
+def _down(proc: subprocess.Popen[str], log: Path) -> None:
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 0
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("musrenbang up did not stop:\n" + log.read_text()) from None
+    assert code == 0, log.read_text()
 
 
 def test_up_demo_restart_resumes(tmp_path: Path) -> None:
     env = _env(tmp_path / "home")
     api = f"http://127.0.0.1:{env['MUSRENBANG_API_PORT']}/api/v1"
     auditor = {"Authorization": f"Bearer {issue_token(Settings(), 'inspektorat', 'auditor')}"}
-    proc = _up(env)
+    proc = _up(env, tmp_path / "up.log")
     try:
         demo = subprocess.run(
             [sys.executable, "-m", "musrenbang.cli", "demo", "--kelurahan", "2"],
@@ -96,9 +101,9 @@ def test_up_demo_restart_resumes(tmp_path: Path) -> None:
         assert before["first"] == "closed" and before["late"] in ("open", "overdue")
         assert before["verify"]["ok"] and before["verify"]["checked"] > 20
     finally:
-        _down(proc)
+        _down(proc, tmp_path / "up.log")
 
-    proc = _up(env)
+    proc = _up(env, tmp_path / "up.log")
     try:
         after = _snapshot(api, auditor, cycle)
         assert after["first"] == "closed" and after["cycle"]["status"] == "open"
@@ -127,7 +132,7 @@ def test_up_demo_restart_resumes(tmp_path: Path) -> None:
         )
         assert res.status_code == 200, res.text  # the cycle carries on where it was
     finally:
-        _down(proc)
+        _down(proc, tmp_path / "up.log")
 
 
 def _snapshot(api: str, auth: dict[str, str], cycle: str) -> dict[str, Any]:
