@@ -30,7 +30,7 @@ from musrenbang.events.db import app_url, create_engine, driver_connection, migr
 from musrenbang.events.model import NewEvent
 from musrenbang.events.store import read_stream
 from musrenbang.events.verify import verify_log
-from musrenbang.stack import embedded_postgres, ensure_database
+from musrenbang.stack import conninfo, embedded_postgres, ensure_database
 
 APP = ("musrenbang_app", "musrenbang_app")
 T0 = datetime(2027, 1, 4, 1, 0, tzinfo=UTC)
@@ -65,10 +65,6 @@ def event(stream_no: int, n: int, tag: str) -> NewEvent:
         idempotency_key=f"{tag}:{stream_no}:{n}",
         metadata={"cycle_id": "36.71-2027"},
     )
-
-
-def conninfo(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def raw_setup(owner: URL) -> None:

@@ -10,21 +10,13 @@ from collections.abc import Sequence
 
 from musrenbang.config import Settings, get_settings
 from musrenbang.logging import configure_logging
-
-
-def _app_engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from musrenbang.events.db import app_url, create_engine
-    from musrenbang.stack import owner_url
-
-    return create_engine(
-        app_url(owner_url(settings), settings.app_db_user, settings.app_db_password)
-    )
+from musrenbang.stack import app_engine
 
 
 async def _audit_verify(settings: Settings) -> int:
     from musrenbang.events.verify import verify_all
 
-    engine = _app_engine(settings)
+    engine = app_engine(settings)
     try:
         async with engine.connect() as conn:
             result = await verify_all(conn)
@@ -53,7 +45,7 @@ def _migrate(settings: Settings) -> int:
 async def _rebuild(settings: Settings) -> int:
     from musrenbang.events.projections import rebuild
 
-    engine = _app_engine(settings)
+    engine = app_engine(settings)
     try:
         async with engine.begin() as conn:
             count = await rebuild(conn)
@@ -63,23 +55,19 @@ async def _rebuild(settings: Settings) -> int:
     return 0
 
 
-def temporal_target(settings: Settings) -> str:
-    return settings.temporal_address or f"127.0.0.1:{settings.temporal_port}"
-
-
 async def _worker(settings: Settings) -> int:
     from temporalio.client import Client
 
     from musrenbang.logging import get_logger
     from musrenbang.worker import build_worker
 
-    engine = _app_engine(settings)
-    client = await Client.connect(temporal_target(settings), namespace=settings.temporal_namespace)
+    engine = app_engine(settings)
+    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
     worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
     get_logger("musrenbang.worker").info(
         "worker.started",
         task_queue=settings.temporal_task_queue,
-        temporal=temporal_target(settings),
+        temporal=settings.temporal_target,
     )
     try:
         await worker.run()

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def temporal_target(self) -> str:
+        """The Temporal frontend: the configured one, else the embedded dev server."""
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
     def resolved_log_format(self) -> Literal["console", "json"]:
         if self.log_format is not None:
             return self.log_format

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang.config import Settings
@@ -54,15 +55,15 @@ def embedded_postgres(data_dir: Path) -> Iterator[URL]:
 
 def ensure_database(server_url: URL, name: str) -> URL:
     """Creates database `name` on the server if missing; returns the URL that names it."""
-    conninfo = _conninfo(server_url.set(database="postgres"))
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo(server_url.set(database="postgres")), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if exists is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return server_url.set(database=name)
 
 
-def _conninfo(url: URL) -> str:
+def conninfo(url: URL) -> str:
+    """A libpq connection string (psycopg's own form) for a SQLAlchemy URL."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -72,6 +73,15 @@ def owner_url(settings: Settings) -> URL:
         return make_url(settings.database_url)
     server = start_embedded_postgres((settings.home / "pgdata").resolve())
     return ensure_database(server, settings.database_name)
+
+
+def app_engine(settings: Settings, owner: URL | None = None) -> AsyncEngine:
+    """An engine on the configured database as the application role (INSERT and SELECT on
+    the log), starting the embedded server if no database is configured."""
+    from musrenbang.events.db import app_url, create_engine
+
+    url = app_url(owner or owner_url(settings), settings.app_db_user, settings.app_db_password)
+    return create_engine(url)
 
 
 def binary(name: str) -> str:
@@ -145,7 +155,7 @@ async def run_stack(settings: Settings) -> None:
     import uvicorn
 
     from musrenbang.api.app import create_app
-    from musrenbang.events.db import app_url, create_engine, migrate
+    from musrenbang.events.db import migrate
     from musrenbang.logging import get_logger
     from musrenbang.worker import build_worker
 
@@ -156,7 +166,7 @@ async def run_stack(settings: Settings) -> None:
     target = dev.start() if dev else str(settings.temporal_address)
     try:
         client = await connect_temporal(target, settings.temporal_namespace)
-        engine = create_engine(app_url(owner, settings.app_db_user, settings.app_db_password))
+        engine = app_engine(settings, owner)
         worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
         app = create_app(settings, engine=engine, temporal=client)
         server = uvicorn.Server(

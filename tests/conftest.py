@@ -17,15 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.events.db import app_url, create_engine, migrate
-from musrenbang.stack import binary, embedded_postgres, ensure_database
+from musrenbang.stack import binary, conninfo, embedded_postgres, ensure_database
 
 APP_USER = "musrenbang_app"
 APP_PASSWORD = "musrenbang_app"
 TEMPLATE = "musrenbang_test_template"
-
-
-def _conninfo(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +40,7 @@ def pg_server() -> Iterator[URL]:
 
 @pytest.fixture(scope="session")
 def pg_template(pg_server: URL) -> URL:
-    with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
+    with psycopg.connect(conninfo(pg_server), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE))
         )
@@ -57,14 +53,14 @@ def pg_template(pg_server: URL) -> URL:
 def owner_db(pg_server: URL, pg_template: URL) -> Iterator[URL]:
     """A fresh, migrated database for one test; its owner URL."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
+    with psycopg.connect(conninfo(pg_server), autocommit=True) as conn:
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
                 sql.Identifier(name), sql.Identifier(TEMPLATE)
             )
         )
     yield pg_server.set(database=name)
-    with psycopg.connect(_conninfo(pg_server), autocommit=True) as conn:
+    with psycopg.connect(conninfo(pg_server), autocommit=True) as conn:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

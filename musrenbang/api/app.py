@@ -30,18 +30,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = []
         if engine is None:
-            from musrenbang.events.db import app_url, create_engine
-            from musrenbang.stack import owner_url
+            from musrenbang.stack import app_engine
 
-            app.state.engine = create_engine(
-                app_url(owner_url(settings), settings.app_db_user, settings.app_db_password)
-            )
+            app.state.engine = app_engine(settings)
             owned.append(app.state.engine)
         if temporal is None:
-            from musrenbang.cli import temporal_target
-
             app.state.temporal = await Client.connect(
-                temporal_target(settings), namespace=settings.temporal_namespace
+                settings.temporal_target, namespace=settings.temporal_namespace
             )
         yield
         for eng in owned:

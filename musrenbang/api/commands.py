@@ -14,7 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from musrenbang.api.auth import CurrentActor, require
 from musrenbang.api.deps import SettingsDep, TemporalDep
-from musrenbang.api.errors import ApiError, not_found
+from musrenbang.api.errors import ApiError
 from musrenbang.api.schemas import (
     CloseBody,
     CycleCreate,
@@ -216,6 +216,3 @@ async def extend(
     return await _forum_command(
         client, cycle_id, stage, unit, ForumWorkflow.extend, req, key, actor
     )
-
-
-__all__ = ["not_found", "router"]

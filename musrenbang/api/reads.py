@@ -15,7 +15,7 @@ from sqlalchemy import text
 from musrenbang.api.auth import CurrentActor
 from musrenbang.api.deps import ConnDep
 from musrenbang.api.errors import ApiError, not_found
-from musrenbang.domain.stages import STAGES, forum_id
+from musrenbang.domain.stages import forum_id
 from musrenbang.events import queries
 from musrenbang.events.store import read_log
 from musrenbang.events.verify import verify_all
@@ -169,6 +169,3 @@ async def export_csv(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Respo
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="usulan-{cycle_id}.csv"'},
     )
-
-
-__all__ = ["STAGES", "router"]

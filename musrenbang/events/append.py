@@ -16,7 +16,6 @@ therefore never see seq n+1 committed while seq n is still in flight.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,11 +25,11 @@ from typing import Any
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from musrenbang.events.canonical import GENESIS_HASH, LEAF_PREFIX, format_timestamp
+from musrenbang.events.canonical import GENESIS_HASH, leaf_hash, record_bytes
 from musrenbang.events.db import driver_connection
 from musrenbang.events.errors import EventLogError, IdempotencyConflict, VersionConflict
 from musrenbang.events.model import Appended, NewEvent, StoredEvent
-from musrenbang.events.projections import plan_writes, prefetch
+from musrenbang.events.projections import current_rows, plan_writes, prefetch
 
 _LOCK_HEAD = "SELECT head_seq, head_hash, now() FROM audit.logs WHERE log_id = %s FOR UPDATE"
 _NEW_LOG = "INSERT INTO audit.logs (log_id, head_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING"
@@ -111,10 +110,7 @@ def _chain(
 ) -> tuple[tuple[Any, ...], Appended]:
     """Links one event to the head of the chain and moves the head past it."""
     prev, head.seq = head.hash, head.seq + 1
-    record = (
-        f'{{"event":{content},"recorded_at":"{format_timestamp(head.now)}","version":{version}}}'
-    ).encode()
-    head.hash = hashlib.sha256(LEAF_PREFIX + prev + head.seq.to_bytes(8, "big") + record).digest()
+    head.hash = leaf_hash(prev, head.seq, record_bytes(content, head.now, version))
     row = (log_id, head.seq, content, version, head.now, event.occurred_at, prev, head.hash)
     return row, Appended(head.seq, head.hash, version, head.now, replayed=False)
 
@@ -132,7 +128,7 @@ async def _read(
         head_row = await head_cur.fetchone()
         known = {r[0]: r for r in await known_cur.fetchall()}
         versions = {r[0]: r[1] for r in await versions_cur.fetchall()}
-        current = {k: {r[0]: r[1] for r in await c.fetchall()} for k, c in pending.items()}
+        current = await current_rows(pending)
     if head_row is None:  # the log's first event: create its head, then take the lock
         await driver.execute(_NEW_LOG, (log_id, GENESIS_HASH))
         head_row = await (await driver.execute(_LOCK_HEAD, (log_id,))).fetchone()

@@ -2,8 +2,9 @@
 
 The hashed record of an event is ``{"event": content, "recorded_at": ..., "version": n}``,
 canonical because ``content`` is canonical and its keys are in sorted order, and the leaf
-hash is ``SHA-256(0x00 || prev_hash || be64(seq) || record)``. The database computes it on
-append; :func:`leaf_hash` recomputes it independently for verification.
+hash is ``SHA-256(0x00 || prev_hash || be64(seq) || record)``. The append path builds both
+with :func:`record_bytes` and :func:`leaf_hash`; verification recomputes the hash from the
+stored columns.
 """
 
 from __future__ import annotations

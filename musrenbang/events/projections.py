@@ -50,16 +50,18 @@ def affected(events: Sequence[StoredEvent] | Sequence[NewEvent]) -> dict[str, li
     return {kind: sorted(ids) for kind, ids in out.items()}
 
 
-def select_sql(kind: str) -> str:
+def _select_sql(kind: str) -> str:
     model = READ_MODELS[kind]
     return f"SELECT {model.key}, state FROM {model.table} WHERE {model.key} = ANY(%s)"  # noqa: S608
 
 
-async def prefetch(driver: Any, events: Sequence[NewEvent]) -> dict[str, Any]:
+async def prefetch(
+    driver: Any, events: Sequence[NewEvent] | Sequence[StoredEvent]
+) -> dict[str, Any]:
     """Queues the reads of the current read-model rows (one query per kind); in a pipeline
     they travel with the append itself."""
     return {
-        kind: await driver.execute(select_sql(kind), (ids,))
+        kind: await driver.execute(_select_sql(kind), (ids,))
         for kind, ids in affected(events).items()
     }
 
@@ -88,12 +90,14 @@ def plan_writes(
     return writes
 
 
+async def current_rows(pending: dict[str, Any]) -> dict[str, dict[str, State]]:
+    """The rows :func:`prefetch` queued, by read model and id."""
+    return {kind: {r[0]: r[1] for r in await cur.fetchall()} for kind, cur in pending.items()}
+
+
 async def project(driver: Any, events: Sequence[StoredEvent]) -> None:
     """Applies events (in seq order) to the read models: one read and one write per kind."""
-    current = {}
-    for kind, ids in affected(events).items():
-        cur = await driver.execute(select_sql(kind), (ids,))
-        current[kind] = {row[0]: row[1] for row in await cur.fetchall()}
+    current = await current_rows(await prefetch(driver, events))
     async with driver.cursor() as cur:
         for sql, rows in plan_writes(events, current):
             await cur.executemany(sql, rows)

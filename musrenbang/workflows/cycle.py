@@ -27,8 +27,15 @@ with workflow.unsafe.imports_passed_through():
         Incoming,
         PokirRequest,
     )
-    from musrenbang.workflows.forum import ForumWorkflow, route_opd
-    from musrenbang.workflows.recording import Recorder, drafts, plain, route, validate_draft
+    from musrenbang.workflows.forum import ForumWorkflow
+    from musrenbang.workflows.recording import (
+        Recorder,
+        draft_details,
+        drafts,
+        route,
+        route_opd,
+        validate_draft,
+    )
 
 
 LATE_OPENING_SPAN = timedelta(days=7)
@@ -228,9 +235,7 @@ class CycleWorkflow:
             for draft in drafts(req.proposals):
                 pid = draft.proposal_id or str(workflow.uuid4())
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
-                details = {k: v for k, v in plain(draft).items() if v is not None}
-                details.pop("proposal_id", None)
-                details["opd"] = opd
+                details = draft_details(draft, opd)
                 payload = {
                     "proposal_id": pid,
                     "cycle_id": self.inp.cycle_id,

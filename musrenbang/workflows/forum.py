@@ -33,7 +33,15 @@ with workflow.unsafe.imports_passed_through():
         Incoming,
         SubmitRequest,
     )
-    from musrenbang.workflows.recording import Recorder, drafts, plain, route, validate_draft
+    from musrenbang.workflows.recording import (
+        Recorder,
+        draft_details,
+        drafts,
+        plain,
+        route,
+        route_opd,
+        validate_draft,
+    )
 
 
 @workflow.defn
@@ -188,11 +196,9 @@ class ForumWorkflow:
             events, ids = [], []
             for draft in drafts(req.proposals):
                 pid = draft.proposal_id or str(workflow.uuid4())
-                details = {k: v for k, v in plain(draft).items() if v is not None}
-                details.pop("proposal_id", None)
-                details.setdefault("kelurahan", self.inp.unit)
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
-                details["opd"] = opd
+                details = draft_details(draft, opd)
+                details.setdefault("kelurahan", self.inp.unit)
                 self.book.entries[pid] = Entry(draft.cost, opd, "musrenbang", None, details)
                 payload = {
                     "proposal_id": pid,
@@ -392,15 +398,6 @@ class ForumWorkflow:
                 self.rec.proposal_event(pid, "ProposalForwarded", payload, actor, system=system)
             )
         return events
-
-
-def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
-    from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
-
-    if opd:
-        return opd
-    found = opd_for(bidang, KOTA_TANGERANG)
-    return found if found in opds else None
 
 
 def _update_key() -> str:

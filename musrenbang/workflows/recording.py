@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.access import system_actor
+    from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
     from musrenbang.domain.stages import Level
     from musrenbang.workflows.contracts import (
         ActorRef,
@@ -170,6 +171,21 @@ def route(next_level: Level, unit: str, opd: str | None, city: str) -> str:
     return city
 
 
+def draft_details(draft: ProposalDraft, opd: str | None) -> dict[str, Any]:
+    """What an usulan's submission records of it: the fields given, and its OPD."""
+    details = {k: v for k, v in plain(draft).items() if v is not None and k != "proposal_id"}
+    details["opd"] = opd
+    return details
+
+
+def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
+    """The OPD an usulan is for: the one named, else the city's OPD for its bidang."""
+    if opd:
+        return opd
+    found = opd_for(bidang, KOTA_TANGERANG)
+    return found if found in opds else None
+
+
 def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
     """Why a submitted usulan is refused, or None."""
     if not draft.masalah.strip() or not draft.gagasan.strip():
@@ -180,11 +196,8 @@ def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
         return "volume must be positive and satuan given"
     if draft.opd is not None and draft.opd not in opds:
         return f"unknown OPD {draft.opd!r}"
-    if draft.opd is None:
-        from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
-
-        if opd_for(draft.bidang, KOTA_TANGERANG) not in opds:
-            return f"no OPD handles bidang {draft.bidang!r}; name the opd"
+    if route_opd(draft.opd, draft.bidang, opds) is None:
+        return f"no OPD handles bidang {draft.bidang!r}; name the opd"
     for name, value in (("rt", draft.rt), ("rw", draft.rw)):
         if value is not None and not (value.isdigit() and len(value) <= 3):
             return f"{name} must be a number of up to three digits"
