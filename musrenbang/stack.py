@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import uvicorn
 from psycopg import sql
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -150,9 +151,30 @@ async def connect_temporal(target: str, namespace: str, seconds: float = 60) -> 
             await asyncio.sleep(0.5)
 
 
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    """Ctrl-C (or SIGTERM) asks the API to stop; `run_stack` then shuts the worker, the
+    dev server and PostgreSQL down in order. A second Ctrl-C stops the API at once."""
+
+    def stop() -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+
+
+class _ApiServer(uvicorn.Server):
+    # uvicorn would take over SIGINT and raise it again once the API has stopped,
+    # cancelling the worker's shutdown half-way; `run_stack` handles the signals.
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def run_stack(settings: Settings) -> None:
     """`musrenbang up`: PostgreSQL, Temporal, the worker and the API, in the foreground."""
-    import uvicorn
 
     from musrenbang.api.app import create_app
     from musrenbang.events.db import migrate
@@ -169,7 +191,7 @@ async def run_stack(settings: Settings) -> None:
         engine = app_engine(settings, owner)
         worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
         app = create_app(settings, engine=engine, temporal=client)
-        server = uvicorn.Server(
+        server = _ApiServer(
             uvicorn.Config(
                 app, host=settings.api_host, port=settings.api_port, log_config=None, lifespan="on"
             )
@@ -183,6 +205,7 @@ async def run_stack(settings: Settings) -> None:
         print(f"PostgreSQL:  {owner.render_as_string(hide_password=True)}")
         print("Ctrl-C stops everything.", flush=True)
         log.info("stack.up", api=api_url, temporal=target)
+        _stop_on_signals(server)
         async with worker:
             await server.serve()
         await engine.dispose()
