@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang.config import Settings
+from musrenbang.events.db import conninfo
 
 
 def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True) -> URL:
@@ -61,11 +62,6 @@ def ensure_database(server_url: URL, name: str) -> URL:
         if exists is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return server_url.set(database=name)
-
-
-def conninfo(url: URL) -> str:
-    """A libpq connection string (psycopg's own form) for a SQLAlchemy URL."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def owner_url(settings: Settings) -> URL:

@@ -43,6 +43,11 @@ def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
+def conninfo(url: URL) -> str:
+    """A libpq connection string (psycopg's own form) for a SQLAlchemy URL."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 async def driver_connection(conn: AsyncConnection) -> Any:
     """The psycopg connection under a SQLAlchemy one, for server-side cursors and COPY."""
     raw = await conn.get_raw_connection()

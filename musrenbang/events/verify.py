@@ -12,10 +12,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.events.canonical import GENESIS_HASH, LEAF_PREFIX
-from musrenbang.events.db import driver_connection
+from musrenbang.events.db import conninfo, driver_connection
 
 _BATCH = 20_000
 
@@ -29,18 +30,16 @@ class Verification:
     problem: str | None = None
 
 
-# Each row comes as one bytea, laid out as
-#   hash (32) || 0x00 || prev_hash (32) || be64(seq) || record
-# so that everything after the stored hash is exactly the leaf the hash covers, and Python
-# hashes it without copying. The server renders the record by the documented rule
-# (timestamp in UTC with microseconds); Python recomputes every hash and checks every seq,
-# the 0x00 prefix and every link.
+# Each row comes as two byteas: the stored hash, and the leaf it must cover,
+#   0x00 || prev_hash || be64(seq) || record
+# The server renders the record by the documented rule (timestamp in UTC with
+# microseconds); Python recomputes every hash and checks every seq, the 0x00 prefix and
+# every link, so nothing the server computes is trusted.
 _ROWS = (
-    "SELECT hash || '\\x00'::bytea || prev_hash || int8send(seq)"
-    " || convert_to('{\"event\":' || content"
-    ' || \',"recorded_at":"\''
-    " || to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-    " || '\",\"version\":' || version || '}', 'UTF8')"
+    "SELECT hash, '\\x00'::bytea || prev_hash || int8send(seq) || convert_to(concat("
+    '\'{"event":\', content, \',"recorded_at":"\','
+    " to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " '\",\"version\":', version, '}'), 'UTF8')"
     " FROM audit.events WHERE log_id = %s AND seq > %s AND seq <= %s ORDER BY seq"
 )
 
@@ -60,10 +59,13 @@ async def verify_log(
 ) -> Verification:
     """Verifies one log from genesis to its head.
 
-    Long logs are split into `parallel` ranges of seqs verified at once on their own
-    connections (the server renders rows on one core while Python hashes on the other);
-    each range checks its own rows and links, and the ranges are then stitched: each must
-    start where the one before ended. Memory stays bounded: cursors fetch fixed batches.
+    A short log is walked on `conn` itself (so it also sees that connection's own
+    transaction). A long one is split into `parallel` ranges of seqs, each walked in a
+    thread on a connection of its own, which sees what is committed: the threads wait on
+    the server without holding the interpreter, so the server renders rows on one core
+    while Python hashes on the other. Each range checks its own rows and links; the ranges
+    are then stitched, each starting where the one before ended. Memory stays bounded:
+    cursors fetch fixed batches.
     """
     driver = await driver_connection(conn)
     cur = await driver.execute(
@@ -78,9 +80,16 @@ async def verify_log(
     end = max(last, head_seq)
     parts = parallel if end >= min_range * parallel else 1
     bounds = [end * i // parts for i in range(parts + 1)]
-    results = await asyncio.gather(
-        *(_verify_range(conn, log_id, bounds[i], bounds[i + 1], first=i == 0) for i in range(parts))
-    )
+    if parts == 1:
+        results = [await _walk(driver, log_id, 0, end)]
+    else:
+        info = conninfo(conn.engine.url)
+        results = await asyncio.gather(
+            *(
+                asyncio.to_thread(_walk_apart, info, log_id, low, high)
+                for low, high in itertools.pairwise(bounds)
+            )
+        )
     prev, expected = GENESIS_HASH, 1
     for (low, _), found in zip(itertools.pairwise(bounds), results, strict=True):
         if found.first_prev is not None and found.first_prev != prev and found.bad is None:
@@ -97,54 +106,82 @@ async def verify_log(
     return Verification(True, expected - 1, log_id)
 
 
-async def _verify_range(
-    conn: AsyncConnection, log_id: str, low: int, high: int, first: bool
-) -> _Range:
-    if first:
-        return await _walk(await driver_connection(conn), log_id, low, high)
-    async with conn.engine.connect() as other:
-        return await _walk(await driver_connection(other), log_id, low, high)
+class _Walk:
+    """Walks seqs (low, high], a batch at a time: every row's hash, seq and link to the
+    row before it."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self.expected, self.prev = low + 1, b""
+        self.first_prev: bytes | None = None
+        self.bad: str | None = None
+
+    def feed(self, rows: list[tuple[bytes, bytes]]) -> bool:
+        """Checks one batch; false once a problem is found (and the walk should stop)."""
+        if not rows:
+            return False
+        if self.first_prev is None:
+            self.first_prev = self.prev = bytes(rows[0][1][1:33])
+        self.expected, self.prev, self.bad = _check_rows(rows, self.expected, self.prev)
+        return self.bad is None
+
+    def result(self) -> _Range:
+        last = self.prev if self.first_prev is not None else None  # None: no rows
+        if self.bad is None and self.expected != self.high + 1 and self.high > self.low:
+            self.bad = "seq gap"
+        return _Range(self.first_prev, last, self.expected, self.bad)
+
+    def cursor_name(self, log_id: str) -> str:
+        return f"verify_{log_id.replace('.', '_')}_{self.low}"
 
 
 async def _walk(driver: Any, log_id: str, low: int, high: int) -> _Range:
-    """Walks seqs (low, high]: every row's hash, seq and link to the row before it."""
-    expected, prev, first_prev = low + 1, b"", None
+    walk = _Walk(low, high)
     async with (
         driver.transaction(),
-        driver.cursor(name=f"verify_{log_id.replace('.', '_')}_{low}", binary=True) as cur,
+        driver.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
     ):
-        cur.itersize = _BATCH
         await cur.execute(_ROWS, (log_id, low, high))
-        while rows := await cur.fetchmany(_BATCH):
-            if first_prev is None:
-                first_prev = prev = bytes(rows[0][0][33:65])
-            expected, prev, bad = _check_rows(rows, expected, prev)
-            if bad is not None:
-                return _Range(first_prev, prev, expected, bad)
-            await asyncio.sleep(0)  # let the other range's batch in
-    last = prev if first_prev is not None else None  # None: the range held no rows
-    if expected != high + 1 and high > low:
-        return _Range(first_prev, last, expected, "seq gap")
-    return _Range(first_prev, last, expected, None)
+        while walk.feed(await cur.fetchmany(_BATCH)):
+            pass
+    return walk.result()
+
+
+def _walk_apart(info: str, log_id: str, low: int, high: int) -> _Range:
+    """The same walk in a thread, on a connection of its own."""
+    walk = _Walk(low, high)
+    with (
+        psycopg.connect(info) as own,
+        own.transaction(),
+        own.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
+    ):
+        cur.execute(_ROWS, (log_id, low, high))
+        while walk.feed(cur.fetchmany(_BATCH)):
+            pass
+    return walk.result()
 
 
 def _check_rows(
-    rows: list[tuple[bytes]], expected: int, prev: bytes
+    rows: list[tuple[bytes, bytes]], expected: int, prev: bytes
 ) -> tuple[int, bytes, str | None]:
-    """Walks one batch; returns the next expected seq, the running hash and a problem."""
+    """Walks one batch; returns the next expected seq, the running hash and a problem.
+
+    Each leaf must start with exactly ``0x00 || prev || be64(expected)``: one comparison
+    checks the prefix, the link and the seq, and only a failing row is taken apart to
+    say which of them broke."""
     sha256 = hashlib.sha256
-    prefix = LEAF_PREFIX + prev
-    for (row,) in rows:
-        view = memoryview(row)
-        if view[32:65] != prefix:
-            return expected, prev, "prev_hash does not link"
-        if int.from_bytes(view[65:73], "big") != expected:
+    start = LEAF_PREFIX + prev + expected.to_bytes(8, "big")
+    for stored, leaf in rows:
+        if not leaf.startswith(start):
+            if not leaf.startswith(LEAF_PREFIX + prev):
+                return expected, prev, "prev_hash does not link"
             return expected, prev, "seq gap"
-        digest = sha256(view[32:]).digest()
-        if digest != view[:32]:
+        digest = sha256(leaf).digest()
+        if digest != stored:
             return expected, prev, "hash mismatch"
-        prev, prefix = digest, LEAF_PREFIX + digest
+        prev = digest
         expected += 1
+        start = LEAF_PREFIX + digest + expected.to_bytes(8, "big")
     return expected, prev, None
 
 
