@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import URL, make_url, text
 
-from musrenbang.events.append import append_events
+from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.db import app_url, conninfo, create_engine, driver_connection, migrate
 from musrenbang.events.model import NewEvent
 from musrenbang.events.store import read_stream
@@ -93,13 +93,12 @@ RAW_INSERT = (
 
 async def bench_batched(app: URL, n: int, batch: int) -> dict[str, float]:
     events = [event(i, 0, "batch") for i in range(n)]
-    engine = create_engine(app, pool_size=1)
+    writer = EventWriter(app)  # the application's append path
     started = time.perf_counter()
     for i in range(0, n, batch):
-        async with engine.begin() as conn:
-            await append_events(conn, "36.71", events[i : i + batch])
+        await writer.append("36.71", events[i : i + batch])
     append_rate = n / (time.perf_counter() - started)
-    await engine.dispose()
+    await writer.aclose()
 
     rows = raw_rows([event(i, 0, "rawbatch") for i in range(n)], 1)
     with psycopg.connect(conninfo(app)) as conn:
@@ -113,13 +112,12 @@ async def bench_batched(app: URL, n: int, batch: int) -> dict[str, float]:
 
 async def bench_single(app: URL, n: int) -> dict[str, float]:
     events = [event(i, 0, "single") for i in range(n)]
-    engine = create_engine(app, pool_size=1)
+    writer = EventWriter(app)
     started = time.perf_counter()
     for e in events:
-        async with engine.begin() as conn:
-            await append_events(conn, "36.71", [e])
+        await writer.append("36.71", [e])
     append_rate = n / (time.perf_counter() - started)
-    await engine.dispose()
+    await writer.aclose()
 
     rows = raw_rows([event(i, 0, "rawsingle") for i in range(n)], 10_000_000)
     with psycopg.connect(conninfo(app), autocommit=True) as conn:

@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from musrenbang.activities.recording import RecordingActivities
+from musrenbang.events.append import EventWriter
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 
 WORKFLOWS = [CycleWorkflow, ForumWorkflow]
 
 
+class _Worker(Worker):
+    """A worker that closes its event writer's connections when it stops."""
+
+    def __init__(self, *args: Any, writer: EventWriter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._writer = writer
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            await self._writer.aclose()
+
+
 def build_worker(
     client: Client, task_queue: str, engine: AsyncEngine, webhook_url: str | None = None
 ) -> Worker:
-    acts = RecordingActivities(engine, webhook_url)
-    return Worker(
+    writer = EventWriter(engine.url)
+    acts = RecordingActivities(writer, webhook_url)
+    return _Worker(
         client,
+        writer=writer,
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=[acts.record_events, acts.notify],

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from musrenbang.events.append import append_events
+from musrenbang.events.append import EventWriter
 from musrenbang.events.model import NewEvent
 from musrenbang.logging import get_logger
 from musrenbang.workflows.contracts import EventSpec, NotifyInput, RecordInput
@@ -31,17 +30,16 @@ def _new_event(spec: EventSpec) -> NewEvent:
 
 
 class RecordingActivities:
-    """Holds the database engine (application role) and the webhook settings."""
+    """Holds the event writer (application role) and the webhook settings."""
 
-    def __init__(self, engine: AsyncEngine, webhook_url: str | None) -> None:
-        self.engine = engine
+    def __init__(self, writer: EventWriter, webhook_url: str | None) -> None:
+        self.writer = writer
         self.webhook_url = webhook_url
 
     @activity.defn(name="record_events")
     async def record_events(self, inp: RecordInput) -> list[int]:
         """Appends the events in one transaction; a retry with the same keys writes nothing."""
-        async with self.engine.begin() as conn:
-            results = await append_events(conn, inp.log_id, [_new_event(e) for e in inp.events])
+        results = await self.writer.append(inp.log_id, [_new_event(e) for e in inp.events])
         replayed = sum(r.replayed for r in results)
         if replayed:
             log.info("events.replayed", log_id=inp.log_id, replayed=replayed)

@@ -1,63 +1,131 @@
 """The append path: a batch of events to one log, atomically, hash-chained.
 
-It runs inside a transaction the caller owns (helpers never commit), so the events and
-the read models they change land together or not at all. Two round trips:
-
-1. Lock the log's head row (``FOR UPDATE``), then, in the same pipeline and so after the
-   lock is held, read the idempotency keys already recorded, the streams' current
-   versions and the read-model rows the batch changes.
-2. Write the events (``COPY`` for large batches), move the head, upsert the read models.
+One call to the database function ``audit.append`` (migration 0002) does the whole
+append: it locks the log's head row, refuses keys already recorded and streams not at the
+expected version, chains and inserts the events, moves the head and updates the read
+models. Inside a caller's transaction it is one statement of that transaction (helpers
+never commit); on a connection in autocommit mode (:class:`EventWriter`, the
+application's path) that one statement is the transaction: one round trip.
 
 Why the lock: appends to one log must be serialized for ``seq`` to be gapless and in
-commit order. A writer holds the head row from its first statement to its commit, so
-the next writer reads the head only after that commit; a reader tailing ``seq`` can
-therefore never see seq n+1 committed while seq n is still in flight.
+commit order. A writer holds the head row from its first statement to its commit, so the
+next writer reads the head only after that commit; a reader tailing ``seq`` can therefore
+never see seq n+1 committed while seq n is still in flight.
+
+The read models are folded in Python (the reducers in ``domain/records.py``), so the call
+carries rows planned from what this process last saw of each stream it projects: the
+stream's last hash and state (`_Seen`). The database checks that guess under the lock;
+when it is wrong (another process wrote the stream, or this one never saw it), nothing is
+written, the streams are folded afresh from the log and the call is made again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
+from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from musrenbang.events.canonical import GENESIS_HASH, leaf_hash, record_bytes
-from musrenbang.events.db import driver_connection
+from musrenbang.domain.records import State
+from musrenbang.events.canonical import format_timestamp
+from musrenbang.events.db import conninfo, driver_connection
 from musrenbang.events.errors import EventLogError, IdempotencyConflict, VersionConflict
-from musrenbang.events.model import Appended, NewEvent, StoredEvent
-from musrenbang.events.projections import current_rows, plan_writes, prefetch
+from musrenbang.events.model import Appended, NewEvent
+from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan, split_stream
 
-_LOCK_HEAD = "SELECT head_seq, head_hash, now() FROM audit.logs WHERE log_id = %s FOR UPDATE"
-_NEW_LOG = "INSERT INTO audit.logs (log_id, head_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-_KNOWN_KEYS = (
-    "SELECT idempotency_key, content, seq, hash, version, recorded_at FROM audit.events"
-    " WHERE idempotency_key = ANY(%s)"
+_APPEND = "SELECT * FROM audit.append(%s, %s::jsonb)"
+_FOLD = (
+    "SELECT stream, type, payload, hash FROM audit.events WHERE stream = ANY(%s)"
+    " ORDER BY stream, version"
 )
-_VERSIONS = (
-    "SELECT s.stream, (SELECT max(e.version) FROM audit.events e WHERE e.stream = s.stream)"
-    " FROM unnest(%s::text[]) AS s(stream)"
-)
-_INSERT = (
-    "INSERT INTO audit.events (log_id, seq, content, version, recorded_at, occurred_at,"
-    " prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_COPY = (
-    "COPY audit.events (log_id, seq, content, version, recorded_at, occurred_at, prev_hash,"
-    " hash) FROM STDIN"
-)
-_MOVE_HEAD = "UPDATE audit.logs SET head_seq = %s, head_hash = %s WHERE log_id = %s"
-_COPY_FROM = 64  # rows; below it a pipelined INSERT is cheaper than starting a COPY
+_ATTEMPTS = 8  # a guess goes stale only when another writer wins the same stream
 
 
-@dataclass
-class _Head:
-    seq: int
-    hash: bytes
-    now: datetime
+class _Seen:
+    """What this process last saw of each projected stream: the hash of its last event and
+    the state it folds to, the most recently used first to go when full. Only a guess that
+    saves a read: the database checks it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[bytes, State]] = OrderedDict()
+
+    def get(self, stream: str) -> tuple[bytes | None, State | None]:
+        entry = self._entries.get(stream)
+        if entry is None:
+            return None, None
+        self._entries.move_to_end(stream)
+        return entry
+
+    def forget(self, stream: str) -> None:
+        self._entries.pop(stream, None)
+
+    def put(self, stream: str, last_hash: bytes, state: State) -> None:
+        self._entries[stream] = (last_hash, state)
+        self._entries.move_to_end(stream)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+_SEEN = _Seen(20_000)
+
+
+class EventWriter:
+    """The application's append path: a connection of its own per log, in autocommit mode,
+    so an append is one statement, one round trip and its own transaction, with no pool
+    checkout on the way.
+
+    Appends to one log are serialized by the database anyway (its head row); in this
+    process they queue on the log's lock. When a connection fails, it is replaced and the
+    append is tried once more: the idempotency keys make that safe whether or not the
+    first attempt committed (a committed one answers as `replayed`).
+    """
+
+    def __init__(self, url: URL) -> None:
+        self._conninfo = conninfo(url)
+        self._connections: dict[str, psycopg.AsyncConnection[Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def append(
+        self,
+        log_id: str,
+        events: Sequence[NewEvent],
+        expected_versions: Mapping[str, int] | None = None,
+    ) -> list[Appended]:
+        """Appends a batch to one log in a transaction of its own (see `append_events`)."""
+        async with self._locks.setdefault(log_id, asyncio.Lock()):
+            try:
+                conn = await self._connection(log_id)
+                return await append_events(conn, log_id, events, expected_versions)
+            except psycopg.OperationalError:
+                await self._discard(log_id)
+            conn = await self._connection(log_id)
+            return await append_events(conn, log_id, events, expected_versions)
+
+    async def aclose(self) -> None:
+        for log_id in list(self._connections):
+            await self._discard(log_id)
+
+    async def _connection(self, log_id: str) -> psycopg.AsyncConnection[Any]:
+        conn = self._connections.get(log_id)
+        if conn is None or conn.closed:
+            conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, options="-c timezone=UTC"
+            )
+            self._connections[log_id] = conn
+        return conn
+
+    async def _discard(self, log_id: str) -> None:
+        conn = self._connections.pop(log_id, None)
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
 
 
 async def append_events(
@@ -75,68 +143,137 @@ async def append_events(
     """
     if not events:
         return []
-    unknown = set(expected_versions or {}) - {e.stream for e in events}
+    expected = dict(expected_versions or {})
+    unknown = set(expected) - {e.stream for e in events}
     if unknown:
         raise EventLogError(f"expected versions name streams not in the batch: {sorted(unknown)}")
-    contents = [e.content(log_id) for e in events]
-    driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
-    head, known, versions, current = await _read(driver, log_id, events)
-
-    results: list[Appended] = []
-    rows: list[tuple[Any, ...]] = []
-    fresh: list[StoredEvent] = []
-    expected = dict(expected_versions or {})
-    for event, content in zip(events, contents, strict=True):
-        if event.idempotency_key in known:
-            results.append(_replay(known[event.idempotency_key], event, content))
-            continue
-        actual = versions.get(event.stream) or 0
-        wanted = expected.pop(event.stream, None)  # checked on the stream's first event only
-        if wanted is not None and wanted != actual:
-            raise VersionConflict(event.stream, wanted, actual)
-        versions[event.stream] = actual + 1
-        row, appended = _chain(head, log_id, event, content, actual + 1)
-        rows.append(row)
-        results.append(appended)
-        fresh.append(StoredEvent.appended(log_id, event, appended))
-
-    if rows:
-        await _write(driver, log_id, rows, head, plan_writes(fresh, current))
-    return results
-
-
-def _chain(
-    head: _Head, log_id: str, event: NewEvent, content: str, version: int
-) -> tuple[tuple[Any, ...], Appended]:
-    """Links one event to the head of the chain and moves the head past it."""
-    prev, head.seq = head.hash, head.seq + 1
-    head.hash = leaf_hash(prev, head.seq, record_bytes(content, head.now, version))
-    row = (log_id, head.seq, content, version, head.now, event.occurred_at, prev, head.hash)
-    return row, Appended(head.seq, head.hash, version, head.now, replayed=False)
-
-
-async def _read(
-    driver: Any, log_id: str, events: Sequence[NewEvent]
-) -> tuple[_Head, dict[str, tuple[Any, ...]], dict[str, int | None], dict[str, Any]]:
     keys = [e.idempotency_key for e in events]
-    streams = sorted({e.stream for e in events})
-    async with driver.pipeline():
-        head_cur = await driver.execute(_LOCK_HEAD, (log_id,))
-        known_cur = await driver.execute(_KNOWN_KEYS, (keys,))
-        versions_cur = await driver.execute(_VERSIONS, (streams,))
-        pending = await prefetch(driver, events)
-        head_row = await head_cur.fetchone()
-        known = {r[0]: r for r in await known_cur.fetchall()}
-        versions = {r[0]: r[1] for r in await versions_cur.fetchall()}
-        current = await current_rows(pending)
-    if head_row is None:  # the log's first event: create its head, then take the lock
-        await driver.execute(_NEW_LOG, (log_id, GENESIS_HASH))
-        head_row = await (await driver.execute(_LOCK_HEAD, (log_id,))).fetchone()
-    return _Head(head_row[0], bytes(head_row[1]), head_row[2]), known, versions, current
+    if len(set(keys)) < len(keys):
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise EventLogError(f"the batch holds idempotency keys more than once: {twice}")
+    driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
+    batch = _Batch(log_id, events, expected)
+    if await batch.run(driver, again=not driver.autocommit):
+        return batch.results()
+    # Outside a transaction a guess can go stale again between the fold and the next call;
+    # inside one, the first call holds the log's head until the commit, so nothing can.
+    async with driver.transaction():
+        if await batch.run(driver, again=True):
+            return batch.results()
+    raise EventLogError(f"log {log_id}: the streams of this batch kept changing; try again")
+
+
+class _Batch:
+    """One append's progress over its calls: events already answered (replayed keys) and
+    the expectations still to check."""
+
+    def __init__(self, log_id: str, events: Sequence[NewEvent], expected: dict[str, int]) -> None:
+        self.log_id = log_id
+        self.events = events
+        self.contents = [e.content(log_id) for e in events]
+        self.expected = expected
+        self.answers: list[Appended | None] = [None] * len(events)
+
+    def results(self) -> list[Appended]:
+        return [r for r in self.answers if r is not None]
+
+    async def run(self, driver: Any, *, again: bool) -> bool:
+        """Calls `audit.append` until the batch is written (true), or, unless `again`, until
+        a guess proves stale (false; the streams are folded afresh for the next run)."""
+        for _ in range(_ATTEMPTS):
+            todo = [i for i, answer in enumerate(self.answers) if answer is None]
+            if not todo:
+                return True
+            batch = [self.events[i] for i in todo]
+            guesses = {e.stream: _SEEN.get(e.stream) for e in batch if _projected(e.stream)}
+            planned = plan(batch, {stream: state for stream, (_, state) in guesses.items()})
+            arguments = _arguments(
+                self.log_id,
+                batch,
+                [self.contents[i] for i in todo],
+                self.expected,
+                guesses,
+                planned,
+            )
+            try:
+                rows = await (await driver.execute(_APPEND, arguments)).fetchall()
+            except psycopg.errors.UniqueViolation as exc:  # only if the head lock was bypassed
+                raise EventLogError(
+                    f"concurrent append detected: {exc.diag.message_primary}"
+                ) from exc
+            outcomes = {row[0] for row in rows}
+            if outcomes == {"appended"}:
+                for row in rows:
+                    _, position, _, seq, hash_, version, recorded_at, _ = row
+                    self.answers[todo[position - 1]] = Appended(
+                        seq, bytes(hash_), version, recorded_at, replayed=False
+                    )
+                for row in planned:
+                    _SEEN.put(row.stream, bytes(rows[row.last][4]), row.state)
+                return True
+            if "known" in outcomes:
+                for row in rows:
+                    if row[0] == "known":
+                        index = todo[row[1] - 1]
+                        self.answers[index] = _replay(row, self.events[index], self.contents[index])
+                left = {
+                    e.stream for e, a in zip(self.events, self.answers, strict=True) if a is None
+                }
+                # an expectation holds for the stream's first event not yet recorded
+                self.expected = {s: v for s, v in self.expected.items() if s in left}
+            elif "conflict" in outcomes:
+                conflicts = {row[2]: row for row in rows if row[0] == "conflict"}
+                stream = next(e.stream for e in batch if e.stream in conflicts)
+                raise VersionConflict(stream, int(conflicts[stream][7]), conflicts[stream][5])
+            else:  # "stale": fold those streams afresh from the log
+                await _fold(driver, [row[2] for row in rows])
+                if not again:
+                    return False
+        return False
+
+
+def _projected(stream: str) -> bool:
+    return split_stream(stream)[0] in READ_MODELS
+
+
+def _arguments(
+    log_id: str,
+    batch: Sequence[NewEvent],
+    contents: list[str],
+    expected: Mapping[str, int],
+    guesses: Mapping[str, tuple[bytes | None, State | None]],
+    planned: Sequence[Planned],
+) -> tuple[str, str]:
+    """`audit.append`'s arguments: the log and the batch as one JSON document."""
+    document = {
+        "events": [
+            [content, e.stream, e.idempotency_key, format_timestamp(e.occurred_at)]
+            for content, e in zip(contents, batch, strict=True)
+        ],
+        "expected": list(expected.items()),
+        "guesses": [[s, h.hex() if h else None] for s, (h, _) in guesses.items()],
+        "models": [[*row, p.last + 1] for row, p in zip(model_rows(planned), planned, strict=True)],
+    }
+    return log_id, json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+async def _fold(driver: Any, streams: list[str]) -> None:
+    """Folds streams from the log itself into what this process has seen of them."""
+    states: dict[str, tuple[bytes, State]] = {}
+    cur = await driver.execute(_FOLD, (streams,))
+    for stream, type_, payload, hash_ in await cur.fetchall():
+        kind, _ = split_stream(stream)
+        previous = states.get(stream, (b"", None))[1]
+        states[stream] = (bytes(hash_), READ_MODELS[kind].evolve(previous, type_, payload))
+    for stream in streams:
+        if stream in states:
+            _SEEN.put(stream, *states[stream])
+        else:  # not in the log: new after all
+            _SEEN.forget(stream)
 
 
 def _replay(row: tuple[Any, ...], event: NewEvent, content: str) -> Appended:
-    _, recorded_content, seq, hash_, version, recorded_at = row
+    _, _, _, seq, hash_, version, recorded_at, recorded_content = row
     if recorded_content != content and _comparable(recorded_content) != _comparable(content):
         raise IdempotencyConflict(
             f"idempotency key {event.idempotency_key} was already used for different content"
@@ -144,28 +281,6 @@ def _replay(row: tuple[Any, ...], event: NewEvent, content: str) -> Appended:
             key=event.idempotency_key,
         )
     return Appended(seq, bytes(hash_), version, recorded_at, replayed=True)
-
-
-async def _write(
-    driver: Any,
-    log_id: str,
-    rows: list[tuple[Any, ...]],
-    head: _Head,
-    projections: list[tuple[str, list[dict[str, Any]]]],
-) -> None:
-    try:
-        if len(rows) >= _COPY_FROM:
-            async with driver.cursor() as cur, cur.copy(_COPY) as copy:
-                for row in rows:
-                    await copy.write_row(row)
-        async with driver.pipeline(), driver.cursor() as cur:
-            if len(rows) < _COPY_FROM:
-                await cur.executemany(_INSERT, rows)
-            await cur.execute(_MOVE_HEAD, (head.seq, head.hash, log_id))
-            for sql, params in projections:
-                await cur.executemany(sql, params)
-    except psycopg.errors.UniqueViolation as exc:  # only if the lock was bypassed
-        raise EventLogError(f"concurrent append detected: {exc.diag.message_primary}") from exc
 
 
 def _comparable(content: str) -> dict[str, Any]:

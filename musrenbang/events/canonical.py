@@ -2,9 +2,11 @@
 
 The hashed record of an event is ``{"event": content, "recorded_at": ..., "version": n}``,
 canonical because ``content`` is canonical and its keys are in sorted order, and the leaf
-hash is ``SHA-256(0x00 || prev_hash || be64(seq) || record)``. The append path builds both
-with :func:`record_bytes` and :func:`leaf_hash`; verification recomputes the hash from the
-stored columns.
+hash is ``SHA-256(0x00 || prev_hash || be64(seq) || record)``. :func:`record_bytes` and
+:func:`leaf_hash` are that rule in Python. The database applies it when it appends
+(``audit.append``, migration 0002, under the log's head lock), and verification recomputes
+every hash in Python from the stored columns, so the two are held to each other on every
+walk of the log.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ themselves: the log is.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.domain.records import State, evolve_cycle, evolve_forum, evolve_proposal
+from musrenbang.events.canonical import format_timestamp
 from musrenbang.events.db import driver_connection
 from musrenbang.events.model import NewEvent, StoredEvent
 
@@ -66,28 +67,51 @@ async def prefetch(
     }
 
 
-def plan_writes(
-    events: Sequence[StoredEvent], current: dict[str, dict[str, State]]
-) -> list[tuple[str, list[dict[str, Any]]]]:
-    """The upserts (statement, rows) that bring the read models past `events`, given the
-    current rows of every id they touch (as :func:`prefetch` reads them)."""
-    by_kind: dict[str, list[StoredEvent]] = {}
-    for event in events:
+@dataclass(frozen=True)
+class Planned:
+    """One read-model row as a batch of events leaves it."""
+
+    stream: str
+    kind: str
+    ident: str
+    state: State
+    last: int  # position in the batch of the last event that changed it
+
+
+def plan(
+    events: Sequence[NewEvent | StoredEvent], states: Mapping[str, State | None]
+) -> list[Planned]:
+    """Folds `events` (in order) into the read-model rows they change, starting from the
+    state each stream is at before them (`states`, by stream; absent or None: new)."""
+    folded: dict[str, tuple[State, int]] = {}
+    for position, event in enumerate(events):
         kind, _ = split_stream(event.stream)
-        if kind in READ_MODELS:
-            by_kind.setdefault(kind, []).append(event)
-    writes = []
-    for kind, batch in by_kind.items():
-        model = READ_MODELS[kind]
-        states = dict(current.get(kind, {}))
-        latest: dict[str, StoredEvent] = {}
-        for event in batch:
-            ident = split_stream(event.stream)[1]
-            states[ident] = model.evolve(states.get(ident), event.type, event.payload)
-            latest[ident] = event
-        rows = [_row(model, i, states[i], e) for i, e in latest.items()]
-        writes.append((_upsert_sql(model), rows))
-    return writes
+        model = READ_MODELS.get(kind)
+        if model is None:
+            continue
+        before = folded[event.stream][0] if event.stream in folded else states.get(event.stream)
+        folded[event.stream] = (model.evolve(before, event.type, event.payload), position)
+    return [
+        Planned(stream, *split_stream(stream), state, position)
+        for stream, (state, position) in folded.items()
+    ]
+
+
+def model_rows(planned: Sequence[Planned]) -> list[list[Any]]:
+    """The planned rows as `read.apply` takes them: [kind, id, status, cycle_id, stage,
+    unit, state]; version, seq and time come from each row's last event."""
+    return [
+        [
+            row.kind,
+            row.ident,
+            row.state.get("status", "unknown"),
+            row.state.get("cycle_id"),
+            row.state.get("stage") if READ_MODELS[row.kind].placed else None,
+            row.state.get("unit") if READ_MODELS[row.kind].placed else None,
+            row.state,
+        ]
+        for row in planned
+    ]
 
 
 async def current_rows(pending: dict[str, Any]) -> dict[str, dict[str, State]]:
@@ -95,43 +119,24 @@ async def current_rows(pending: dict[str, Any]) -> dict[str, dict[str, State]]:
     return {kind: {r[0]: r[1] for r in await cur.fetchall()} for kind, cur in pending.items()}
 
 
+_APPLY = "SELECT read.apply(%s, %s::jsonb)"
+
+
 async def project(driver: Any, events: Sequence[StoredEvent]) -> None:
-    """Applies events (in seq order) to the read models: one read and one write per kind."""
+    """Applies events of one log (in seq order) to the read models: one read and one
+    write per batch."""
+    if not events:
+        return
     current = await current_rows(await prefetch(driver, events))
-    async with driver.cursor() as cur:
-        for sql, rows in plan_writes(events, current):
-            await cur.executemany(sql, rows)
-
-
-def _row(model: _ReadModel, ident: str, state: State, event: StoredEvent) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": ident,
-        "log_id": event.log_id,
-        "cycle_id": state.get("cycle_id"),
-        "status": state.get("status", "unknown"),
-        "state": json.dumps(state, sort_keys=True, ensure_ascii=False),
-        "version": event.version,
-        "last_seq": event.seq,
-        "updated_at": event.occurred_at,
+    states = {
+        f"{kind}:{ident}": state for kind, rows in current.items() for ident, state in rows.items()
     }
-    if model.placed:
-        row["stage"] = state.get("stage")
-        row["unit"] = state.get("unit")
-    return row
-
-
-def _upsert_sql(model: _ReadModel) -> str:
-    cols = ["log_id", "status", "state", "version", "last_seq", "updated_at"]
-    if model.key != "cycle_id":
-        cols.append("cycle_id")
-    if model.placed:
-        cols += ["stage", "unit"]
-    values = ", ".join(f"CAST(%({c})s AS jsonb)" if c == "state" else f"%({c})s" for c in cols)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
-    return (
-        f"INSERT INTO {model.table} ({model.key}, {', '.join(cols)}) VALUES (%(id)s, {values}) "  # noqa: S608
-        f"ON CONFLICT ({model.key}) DO UPDATE SET {updates}"
-    )
+    planned = plan(events, states)
+    rows = [
+        [*row, last.version, last.seq, format_timestamp(last.occurred_at)]
+        for row, last in zip(model_rows(planned), (events[p.last] for p in planned), strict=True)
+    ]
+    await driver.execute(_APPLY, (events[0].log_id, json.dumps(rows, ensure_ascii=False)))
 
 
 async def rebuild(conn: AsyncConnection, *, page: int = 5000) -> int:

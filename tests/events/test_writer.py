@@ -1,0 +1,194 @@
+"""The application's append path (`EventWriter`: one statement, its own transaction) and the
+guesses it makes of each projected stream's state."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from musrenbang.events import append as append_module
+from musrenbang.events.append import EventWriter, append_events
+from musrenbang.events.canonical import leaf_hash, record_bytes
+from musrenbang.events.errors import EventLogError
+from musrenbang.events.projections import rebuild
+from musrenbang.events.verify import verify_all
+from tests.events.helpers import decided, submitted
+
+TABLES = ["read.proposals", "read.forums", "read.cycles"]
+
+
+async def _read_models(conn: AsyncConnection) -> dict[str, list[str]]:
+    return {
+        table: [r[0] for r in await conn.execute(text(f"SELECT t::text FROM {table} t ORDER BY 1"))]
+        for table in TABLES
+    }
+
+
+async def _assert_read_models_follow_the_log(engine: AsyncEngine) -> None:
+    """The live read models equal what a rebuild from the log makes of them."""
+    async with engine.connect() as conn:
+        live = await _read_models(conn)
+    async with engine.begin() as conn:
+        await rebuild(conn)
+        rebuilt = await _read_models(conn)
+    assert rebuilt == live
+
+
+async def test_an_append_is_its_own_transaction(engine: AsyncEngine) -> None:
+    writer = EventWriter(engine.url)
+    try:
+        first = await writer.append("36.71", [submitted("a"), submitted("b")])
+        again = await writer.append("36.71", [submitted("a")])
+    finally:
+        await writer.aclose()
+    assert [(r.seq, r.version, r.replayed) for r in first] == [(1, 1, False), (2, 1, False)]
+    assert (again[0].seq, again[0].hash, again[0].replayed) == (1, first[0].hash, True)
+    async with engine.connect() as conn:  # committed: another connection sees it
+        assert (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar() == 2
+        status = (
+            await conn.execute(text("SELECT status FROM read.proposals WHERE proposal_id = 'a'"))
+        ).scalar()
+    assert status == "submitted"
+
+
+async def test_the_database_chains_by_the_documented_rule(engine: AsyncEngine) -> None:
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a"), decided("a", "ProposalAccepted", 1)])
+    finally:
+        await writer.aclose()
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT seq, content, version, recorded_at, prev_hash, hash"
+                    " FROM audit.events ORDER BY seq"
+                )
+            )
+        ).all()
+    prev = bytes(32)
+    for row in rows:
+        assert row.prev_hash == prev
+        record = record_bytes(row.content, row.recorded_at, row.version)
+        assert row.hash == leaf_hash(prev, row.seq, record)
+        prev = row.hash
+
+
+async def test_a_stale_guess_writes_nothing_and_is_folded_afresh(engine: AsyncEngine) -> None:
+    # What another worker process leaves behind: this process's guess of proposal:a is
+    # wrong (an old hash and state), and of proposal:b it has none at all.
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a"), submitted("b")])
+        await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
+        append_module._SEEN.put("proposal:a", bytes(32), {"status": "wrong"})
+        append_module._SEEN.forget("proposal:b")
+        results = await writer.append(
+            "36.71",
+            [
+                decided("a", "ProposalRejected", 2, reason_code="duplikat", reason="Sama"),
+                decided("b", "ProposalDeferred", 1, reason_code="pagu", reason="Tahun depan"),
+            ],
+        )
+    finally:
+        await writer.aclose()
+    assert [(r.seq, r.version) for r in results] == [(4, 3), (5, 2)]
+    async with engine.connect() as conn:
+        rows = {
+            r.proposal_id: r
+            for r in await conn.execute(
+                text("SELECT proposal_id, status, state, version, last_seq FROM read.proposals")
+            )
+        }
+        assert (await verify_all(conn)).ok
+    assert (rows["a"].status, rows["a"].version, rows["a"].last_seq) == ("rejected", 3, 4)
+    assert rows["a"].state["reason"]["code"] == "duplikat"
+    assert (rows["b"].status, rows["b"].version) == ("deferred", 2)
+    await _assert_read_models_follow_the_log(engine)
+
+
+async def test_writers_racing_on_the_same_usulan_lose_nothing(engine: AsyncEngine) -> None:
+    # Eight writers (connections of their own, and the caller-owned transaction path)
+    # decide on the same ten usulan at once; every guess that goes stale is caught.
+    proposals = [f"p{i}" for i in range(10)]
+    writer = EventWriter(engine.url)
+    await writer.append("36.71", [submitted(p) for p in proposals])
+    rng = random.Random(5)
+
+    async def decide(w: int) -> None:
+        own = EventWriter(engine.url)
+        try:
+            for n in range(15):
+                picked = rng.sample(proposals, 3)
+                # revisions add up in the read model: a stale state would lose some
+                batch = [
+                    decided(p, "ProposalRevised", w * 100 + n, changes={f"w{w}n{n}": n})
+                    for p in picked
+                ]
+                if w % 2:
+                    await own.append("36.71", batch)
+                else:
+                    async with engine.begin() as conn:
+                        await append_events(conn, "36.71", batch)
+        finally:
+            await own.aclose()
+
+    await asyncio.gather(*(decide(w) for w in range(8)))
+    await writer.aclose()
+    async with engine.connect() as conn:
+        total = (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar()
+        versions = dict(
+            (
+                await conn.execute(
+                    text("SELECT proposal_id, version FROM read.proposals ORDER BY 1")
+                )
+            ).all()
+        )
+        per_stream = dict(
+            (
+                await conn.execute(
+                    text("SELECT stream, count(*) FROM audit.events GROUP BY stream")
+                )
+            ).all()
+        )
+        assert (await verify_all(conn)).ok
+    assert total == 10 + 8 * 15 * 3
+    assert {p: per_stream[f"proposal:{p}"] for p in proposals} == versions
+    await _assert_read_models_follow_the_log(engine)
+
+
+async def test_a_lost_connection_is_replaced(
+    engine: AsyncEngine, owner_engine: AsyncEngine
+) -> None:
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a")])
+        async with owner_engine.connect() as conn:
+            killed = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE usename = 'musrenbang_app' AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalar()
+        assert killed >= 1
+        results = await writer.append("36.71", [submitted("b")])
+    finally:
+        await writer.aclose()
+    assert results[0].seq == 2
+
+
+async def test_a_batch_naming_a_key_twice_is_refused(engine: AsyncEngine) -> None:
+    writer = EventWriter(engine.url)
+    try:
+        with pytest.raises(EventLogError, match="more than once"):
+            await writer.append("36.71", [submitted("a"), submitted("b", key="submit:a")])
+    finally:
+        await writer.aclose()
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar() == 0
