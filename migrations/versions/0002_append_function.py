@@ -58,9 +58,7 @@ FUNCTIONS = r"""
 -- Each element of `p_rows` is [kind, id, status, cycle_id, stage, unit, state, version,
 -- seq, occurred_at], kind naming the read model (proposal, forum or cycle), the last three
 -- those of the last event that changed the row.
-CREATE FUNCTION read.apply(p_log_id text, p_rows jsonb) RETURNS void LANGUAGE plpgsql
--- Plans made once per session: re-planning on every call would cost more than running.
-SET plan_cache_mode = force_generic_plan AS $$
+CREATE FUNCTION read.apply(p_log_id text, p_rows jsonb) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     WITH m AS (
         SELECT r->>0 AS kind, r->>1 AS id, r->>2 AS status, r->>3 AS cycle, r->>4 AS stage,
@@ -73,12 +71,14 @@ END $$;
 -- Appends a batch of events to one log, all or nothing, serialized on the log's head row.
 --
 -- `p_batch` is one JSON document (cheaper to pass than many arrays):
---   "events":   [[content, stream, idempotency key, occurred_at], ...] in order, the
---               content being the event's canonical JSON text;
+--   "events":   [[content, stream, idempotency key, occurred_at, version], ...] in order,
+--               the content being the event's canonical JSON text and the version the
+--               one it takes in its stream, by the application's guess below;
 --   "expected": [[stream, version], ...], the versions the streams must be at;
---   "guesses":  [[stream, hex hash or null], ...]: for each stream the application
---               projects, the hash of its last event as the application believes it to
---               be (null: a new stream);
+--   "guesses":  [[stream, hex hash or null, version], ...]: for each stream of the
+--               batch, the hash and version of its last event as the application
+--               believes them to be (null and 0: a new stream). A guess that holds
+--               vouches for the versions given;
 --   "models":   the read-model rows the application planned from those guesses,
 --               [kind, id, status, cycle_id, stage, unit, state, n], n being the 1-based
 --               place in "events" of the row's last event.
@@ -96,7 +96,7 @@ END $$;
 CREATE FUNCTION audit.append(p_log_id text, p_batch jsonb)
 RETURNS TABLE (outcome text, ord int, stream text, seq bigint, hash bytea,
                version bigint, recorded_at timestamptz, detail text)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_head      bigint;
@@ -145,25 +145,18 @@ BEGIN
             SELECT e.hash, e.version FROM audit.events e
             WHERE e.stream = g.pair->>0 ORDER BY e.version DESC LIMIT 1
         ) last ON true
-        WHERE last.hash IS DISTINCT FROM decode(g.pair->>1, 'hex');
+        WHERE last.hash IS DISTINCT FROM decode(g.pair->>1, 'hex')
+           OR coalesce(last.version, 0) <> (g.pair->>2)::bigint;
     IF FOUND THEN
         RETURN;
     END IF;
 
-    -- Each event's version: its stream's current version plus its place among the
-    -- stream's events in this batch.
-    SELECT array_agg(w.content ORDER BY w.i), array_agg(w.s ORDER BY w.i),
-           array_agg(w.occurred ORDER BY w.i), array_agg(w.version ORDER BY w.i)
+    -- The guesses held, so the versions the application gave are the streams' next ones.
+    SELECT array_agg(x.ev->>0 ORDER BY x.i), array_agg(x.ev->>1 ORDER BY x.i),
+           array_agg((x.ev->>3)::timestamptz ORDER BY x.i),
+           array_agg((x.ev->>4)::bigint ORDER BY x.i)
     INTO v_contents, v_streams, v_occurred, v_versions
-    FROM (
-        SELECT x.i, x.ev->>0 AS content, x.ev->>1 AS s, (x.ev->>3)::timestamptz AS occurred,
-               coalesce(c.current, 0) + row_number() OVER (PARTITION BY x.ev->>1 ORDER BY x.i)
-                   AS version
-        FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS x(ev, i)
-        CROSS JOIN LATERAL (
-            SELECT max(e.version) AS current FROM audit.events e WHERE e.stream = x.ev->>1
-        ) c
-    ) w;
+    FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS x(ev, i);
 
     -- Chain the events; each one's row is returned as it is hashed.
     v_stamp := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');

@@ -13,10 +13,12 @@ next writer reads the head only after that commit; a reader tailing ``seq`` can 
 never see seq n+1 committed while seq n is still in flight.
 
 The read models are folded in Python (the reducers in ``domain/records.py``), so the call
-carries rows planned from what this process last saw of each stream it projects: the
-stream's last hash and state (`_Seen`). The database checks that guess under the lock;
+carries rows planned from what this process last saw of each stream: its last hash,
+version and state (`_Seen`). The database checks that guess under the lock;
 when it is wrong (another process wrote the stream, or this one never saw it), nothing is
-written, the streams are folded afresh from the log and the call is made again.
+written, the streams are folded afresh from the log and the call is made again. Outside a
+transaction that second try runs in one, whose first call holds the log's head until the
+commit, so the fold cannot go stale again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -41,33 +44,42 @@ from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan
 
 _APPEND = "SELECT * FROM audit.append(%s, %s::jsonb)"
 _FOLD = (
-    "SELECT stream, type, payload, hash FROM audit.events WHERE stream = ANY(%s)"
+    "SELECT stream, type, payload, hash, version FROM audit.events WHERE stream = ANY(%s)"
     " ORDER BY stream, version"
 )
 _ATTEMPTS = 8  # a guess goes stale only when another writer wins the same stream
 
 
+@dataclass(frozen=True)
+class _Guess:
+    """A stream as this process last saw it: its last event's hash (None: no event yet)
+    and version, and the state it folds to (None if it has no read model)."""
+
+    last_hash: bytes | None = None
+    version: int = 0
+    state: State | None = None
+
+
 class _Seen:
-    """What this process last saw of each projected stream: the hash of its last event and
-    the state it folds to, the most recently used first to go when full. Only a guess that
-    saves a read: the database checks it."""
+    """What this process last saw of each stream; the least recently used goes first when
+    full. Only a guess that saves a read: the database checks it."""
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[str, tuple[bytes, State]] = OrderedDict()
+        self._entries: OrderedDict[str, _Guess] = OrderedDict()
 
-    def get(self, stream: str) -> tuple[bytes | None, State | None]:
+    def get(self, stream: str) -> _Guess:
         entry = self._entries.get(stream)
         if entry is None:
-            return None, None
+            return _Guess()
         self._entries.move_to_end(stream)
         return entry
 
     def forget(self, stream: str) -> None:
         self._entries.pop(stream, None)
 
-    def put(self, stream: str, last_hash: bytes, state: State) -> None:
-        self._entries[stream] = (last_hash, state)
+    def put(self, stream: str, guess: _Guess) -> None:
+        self._entries[stream] = guess
         self._entries.move_to_end(stream)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
@@ -185,8 +197,8 @@ class _Batch:
             if not todo:
                 return True
             batch = [self.events[i] for i in todo]
-            guesses = {e.stream: _SEEN.get(e.stream) for e in batch if _projected(e.stream)}
-            planned = plan(batch, {stream: state for stream, (_, state) in guesses.items()})
+            guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
+            planned = plan(batch, {stream: guess.state for stream, guess in guesses.items()})
             arguments = _arguments(
                 self.log_id,
                 batch,
@@ -208,8 +220,9 @@ class _Batch:
                     self.answers[todo[position - 1]] = Appended(
                         seq, bytes(hash_), version, recorded_at, replayed=False
                     )
-                for row in planned:
-                    _SEEN.put(row.stream, bytes(rows[row.last][4]), row.state)
+                states = {row.stream: row.state for row in planned}
+                for row in rows:  # in order: each stream's last event is seen last
+                    _SEEN.put(row[2], _Guess(bytes(row[4]), row[5], states.get(row[2])))
                 return True
             if "known" in outcomes:
                 for row in rows:
@@ -232,26 +245,35 @@ class _Batch:
         return False
 
 
-def _projected(stream: str) -> bool:
-    return split_stream(stream)[0] in READ_MODELS
-
-
 def _arguments(
     log_id: str,
     batch: Sequence[NewEvent],
     contents: list[str],
     expected: Mapping[str, int],
-    guesses: Mapping[str, tuple[bytes | None, State | None]],
+    guesses: Mapping[str, _Guess],
     planned: Sequence[Planned],
 ) -> tuple[str, str]:
-    """`audit.append`'s arguments: the log and the batch as one JSON document."""
+    """`audit.append`'s arguments: the log and the batch as one JSON document, each event
+    with the version it takes if the guesses hold."""
+    versions = {stream: guess.version for stream, guess in guesses.items()}
+    events = []
+    for content, event in zip(contents, batch, strict=True):
+        versions[event.stream] += 1
+        events.append(
+            [
+                content,
+                event.stream,
+                event.idempotency_key,
+                format_timestamp(event.occurred_at),
+                versions[event.stream],
+            ]
+        )
     document = {
-        "events": [
-            [content, e.stream, e.idempotency_key, format_timestamp(e.occurred_at)]
-            for content, e in zip(contents, batch, strict=True)
-        ],
+        "events": events,
         "expected": list(expected.items()),
-        "guesses": [[s, h.hex() if h else None] for s, (h, _) in guesses.items()],
+        "guesses": [
+            [s, g.last_hash.hex() if g.last_hash else None, g.version] for s, g in guesses.items()
+        ],
         "models": [[*row, p.last + 1] for row, p in zip(model_rows(planned), planned, strict=True)],
     }
     return log_id, json.dumps(document, ensure_ascii=False, separators=(",", ":"))
@@ -259,15 +281,16 @@ def _arguments(
 
 async def _fold(driver: Any, streams: list[str]) -> None:
     """Folds streams from the log itself into what this process has seen of them."""
-    states: dict[str, tuple[bytes, State]] = {}
+    seen: dict[str, _Guess] = {}
     cur = await driver.execute(_FOLD, (streams,))
-    for stream, type_, payload, hash_ in await cur.fetchall():
-        kind, _ = split_stream(stream)
-        previous = states.get(stream, (b"", None))[1]
-        states[stream] = (bytes(hash_), READ_MODELS[kind].evolve(previous, type_, payload))
+    for stream, type_, payload, hash_, version in await cur.fetchall():
+        model = READ_MODELS.get(split_stream(stream)[0])
+        before = seen.get(stream, _Guess()).state
+        state = model.evolve(before, type_, payload) if model else None
+        seen[stream] = _Guess(bytes(hash_), version, state)
     for stream in streams:
-        if stream in states:
-            _SEEN.put(stream, *states[stream])
+        if stream in seen:
+            _SEEN.put(stream, seen[stream])
         else:  # not in the log: new after all
             _SEEN.forget(stream)
 

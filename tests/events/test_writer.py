@@ -85,7 +85,7 @@ async def test_a_stale_guess_writes_nothing_and_is_folded_afresh(engine: AsyncEn
     try:
         await writer.append("36.71", [submitted("a"), submitted("b")])
         await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
-        append_module._SEEN.put("proposal:a", bytes(32), {"status": "wrong"})
+        append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 2, {"x": 1}))
         append_module._SEEN.forget("proposal:b")
         results = await writer.append(
             "36.71",
