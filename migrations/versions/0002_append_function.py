@@ -19,39 +19,30 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# The read-model upserts, from a relation `m` (kind, id, status, cycle, stage, unit, state,
-# version, last_seq, updated): written once, used by both functions below as the tail of
-# one statement (each statement has a fixed cost).
-UPSERTS = r"""
-    proposals AS (
-        INSERT INTO read.proposals AS t (proposal_id, log_id, cycle_id, stage, unit, status,
-                                         state, version, last_seq, updated_at)
-        SELECT id, p_log_id, cycle, stage, unit, status, state, version, last_seq, updated
-        FROM m WHERE kind = 'proposal'
-        ON CONFLICT (proposal_id) DO UPDATE SET
-            log_id = EXCLUDED.log_id, cycle_id = EXCLUDED.cycle_id, stage = EXCLUDED.stage,
-            unit = EXCLUDED.unit, status = EXCLUDED.status, state = EXCLUDED.state,
-            version = EXCLUDED.version, last_seq = EXCLUDED.last_seq,
-            updated_at = EXCLUDED.updated_at
-    ), forums AS (
-        INSERT INTO read.forums AS t (forum_id, log_id, cycle_id, stage, unit, status, state,
-                                      version, last_seq, updated_at)
-        SELECT id, p_log_id, cycle, stage, unit, status, state, version, last_seq, updated
-        FROM m WHERE kind = 'forum'
-        ON CONFLICT (forum_id) DO UPDATE SET
-            log_id = EXCLUDED.log_id, cycle_id = EXCLUDED.cycle_id, stage = EXCLUDED.stage,
-            unit = EXCLUDED.unit, status = EXCLUDED.status, state = EXCLUDED.state,
-            version = EXCLUDED.version, last_seq = EXCLUDED.last_seq,
-            updated_at = EXCLUDED.updated_at
+
+def _upsert(kind: str, table: str, key: str, placed: bool) -> str:
+    """The upsert of one read model's rows from a relation `m` (kind, id, status, cycle,
+    stage, unit, state, version, last_seq, updated)."""
+    extra = ["cycle_id", "stage", "unit"] if placed else []
+    sources = {"cycle_id": "cycle", "stage": "stage", "unit": "unit"}
+    columns = ["log_id", *extra, "status", "state", "version", "last_seq", "updated_at"]
+    values = ["p_log_id", *(sources[c] for c in extra), "status", "state", "version"]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
+    return (
+        f"INSERT INTO {table} AS t ({key}, {', '.join(columns)})"
+        f" SELECT id, {', '.join(values)}, last_seq, updated FROM m WHERE kind = '{kind}'"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
     )
-    INSERT INTO read.cycles AS t (cycle_id, log_id, status, state, version, last_seq, updated_at)
-    SELECT id, p_log_id, status, state, version, last_seq, updated
-    FROM m WHERE kind = 'cycle'
-    ON CONFLICT (cycle_id) DO UPDATE SET
-        log_id = EXCLUDED.log_id, status = EXCLUDED.status, state = EXCLUDED.state,
-        version = EXCLUDED.version, last_seq = EXCLUDED.last_seq,
-        updated_at = EXCLUDED.updated_at;
-"""
+
+
+# The three read models' upserts as the tail of one statement (each statement has a fixed
+# cost), used by both functions below.
+UPSERTS = (
+    f"proposals AS ({_upsert('proposal', 'read.proposals', 'proposal_id', placed=True)}),"
+    f" forums AS ({_upsert('forum', 'read.forums', 'forum_id', placed=True)})"
+    f" {_upsert('cycle', 'read.cycles', 'cycle_id', placed=False)};"
+)
+
 
 FUNCTIONS = r"""
 -- Brings read-model rows to their new state (the rebuild, from rows planned from the log).
