@@ -208,7 +208,9 @@ class _Batch:
                 planned,
             )
             try:
-                rows = await (await driver.execute(_APPEND, arguments)).fetchall()
+                rows = await (
+                    await driver.execute(_APPEND, arguments, prepare=True, binary=True)
+                ).fetchall()
             except psycopg.errors.UniqueViolation as exc:  # only if the head lock was bypassed
                 raise EventLogError(
                     f"concurrent append detected: {exc.diag.message_primary}"

@@ -75,7 +75,11 @@ def format_timestamp(moment: datetime) -> str:
     """The one textual form of a timestamp in the log: UTC, microseconds, 'Z'."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidEvent("timestamps in the audit record must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond:06d}Z"
+    )
 
 
 def parse_timestamp(text: str) -> datetime:

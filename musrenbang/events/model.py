@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,19 @@ JSON = dict[str, Any]
 # Event ids derive from the idempotency key, so a retried append carries identical
 # content and is recognised as the same event.
 EVENT_ID_NAMESPACE = uuid.UUID("6f2b8d1e-3c4a-5b6d-8e9f-0a1b2c3d4e5f")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
+def event_id_for(key: str) -> str:
+    """``str(uuid.uuid5(EVENT_ID_NAMESPACE, key))``, computed without the UUID object (it is
+    on every event's append path; a test holds the two equal)."""
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + key.encode(), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True)
@@ -33,7 +47,7 @@ class NewEvent:
 
     @property
     def event_id(self) -> str:
-        return str(uuid.uuid5(EVENT_ID_NAMESPACE, self.idempotency_key))
+        return event_id_for(self.idempotency_key)
 
     def content(self, log_id: str) -> str:
         """The event's canonical JSON text: the one source of truth stored in the log."""

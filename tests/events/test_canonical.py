@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
+
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from musrenbang.events.canonical import canonical
+from musrenbang.events.canonical import canonical, format_timestamp, parse_timestamp
+from musrenbang.events.model import EVENT_ID_NAMESPACE, event_id_for
 
 keys = st.text(max_size=12)
 scalars = (
@@ -32,3 +36,17 @@ def test_canonical_equals_the_rfc8785_reference(value: object) -> None:
 def test_keys_sort_by_utf16_code_units_and_controls_escape() -> None:
     value = {"\ue000": 1, "\U0001f600": 2, "a\x1fb": "tab\there", "é": None}
     assert canonical(value) == rfc8785.dumps(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80))
+def test_event_ids_are_the_uuid5_of_the_key(key: str) -> None:
+    assert event_id_for(key) == str(uuid.uuid5(EVENT_ID_NAMESPACE, key))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.timezones()))  # noqa: DTZ001
+def test_timestamps_format_as_strftime_does(moment: datetime) -> None:
+    expected = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert format_timestamp(moment) == expected
+    assert parse_timestamp(expected) == moment.astimezone(UTC).replace(fold=0)
