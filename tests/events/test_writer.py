@@ -183,6 +183,29 @@ async def test_a_lost_connection_is_replaced(
     assert results[0].seq == 2
 
 
+async def test_a_cancelled_append_leaves_the_writer_usable(engine: AsyncEngine) -> None:
+    # A cancelled activity can stop an append half-way: here it waits on the log's head,
+    # which another transaction holds, and is cancelled there.
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a")])
+        async with engine.begin() as holder:
+            await holder.execute(text("SELECT 1 FROM audit.logs WHERE log_id = '36.71' FOR UPDATE"))
+            waiting = asyncio.create_task(writer.append("36.71", [submitted("b")]))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        retried = await writer.append("36.71", [submitted("b")])  # the activity's retry
+        after = await writer.append("36.71", [submitted("c")])
+    finally:
+        await writer.aclose()
+    assert (retried[0].seq, after[0].seq) == (2, 3)
+    async with engine.connect() as conn:
+        assert (await verify_all(conn)).checked == 3
+
+
 async def test_a_batch_naming_a_key_twice_is_refused(engine: AsyncEngine) -> None:
     writer = EventWriter(engine.url)
     try:
