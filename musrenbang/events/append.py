@@ -111,7 +111,8 @@ class EventWriter:
         expected_versions: Mapping[str, int] | None = None,
     ) -> list[Appended]:
         """Appends a batch to one log in a transaction of its own (see `append_events`)."""
-        async with self._locks.setdefault(log_id, asyncio.Lock()):
+        lock = self._locks.get(log_id) or self._locks.setdefault(log_id, asyncio.Lock())
+        async with lock:
             try:
                 conn = await self._connection(log_id)
                 return await append_events(conn, log_id, events, expected_versions)

@@ -106,27 +106,6 @@ class StoredEvent:
         )
 
     @classmethod
-    def appended(cls, log_id: str, event: NewEvent, appended: Appended) -> StoredEvent:
-        """The event just written, without parsing back the content it was written as."""
-        return cls(
-            log_id=log_id,
-            seq=appended.seq,
-            event_id=event.event_id,
-            stream=event.stream,
-            version=appended.version,
-            type=event.type,
-            schema_version=event.schema_version,
-            payload=event.payload,
-            actor=event.actor,
-            metadata=event.metadata,
-            occurred_at=event.occurred_at,
-            recorded_at=appended.recorded_at,
-            idempotency_key=event.idempotency_key,
-            prev_hash=b"",  # the append path does not need it; readers of the log get it
-            hash=appended.hash,
-        )
-
-    @classmethod
     def _build(
         cls,
         log_id: str,
