@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from musrenbang.events import append as append_module
 from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.canonical import leaf_hash, record_bytes
-from musrenbang.events.errors import EventLogError
+from musrenbang.events.errors import EventLogError, IdempotencyConflict, VersionConflict
 from musrenbang.events.projections import rebuild
 from musrenbang.events.verify import verify_all
 from tests.events.helpers import decided, submitted
@@ -108,6 +108,93 @@ async def test_a_stale_guess_writes_nothing_and_is_folded_afresh(engine: AsyncEn
     assert (rows["a"].status, rows["a"].version, rows["a"].last_seq) == ("rejected", 3, 4)
     assert rows["a"].state["reason"]["code"] == "duplikat"
     assert (rows["b"].status, rows["b"].version) == ("deferred", 2)
+    await _assert_read_models_follow_the_log(engine)
+
+
+async def test_a_guess_left_behind_is_refused_by_the_stream_and_folded_afresh(
+    engine: AsyncEngine,
+) -> None:
+    # This process last saw proposal:a at version 1; another process has since written
+    # version 2. The guess still holds as far as it goes, so the writer skips the full
+    # check, and the stream's unique version is what refuses the append.
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a")])
+        behind = append_module._SEEN.get("proposal:a")
+        await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
+        append_module._SEEN.put("proposal:a", behind)
+        results = await writer.append(
+            "36.71", [decided("a", "ProposalRevised", 2, changes={"volume": 90})]
+        )
+    finally:
+        await writer.aclose()
+    assert [(r.seq, r.version, r.replayed) for r in results] == [(3, 3, False)]
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status, version, last_seq FROM read.proposals WHERE proposal_id = 'a'")
+            )
+        ).one()
+        assert (await verify_all(conn)).checked == 3
+    assert (row.status, row.version, row.last_seq) == ("accepted", 3, 3)
+    await _assert_read_models_follow_the_log(engine)
+
+
+async def test_a_guess_ahead_of_the_log_or_with_another_hash_is_caught(
+    engine: AsyncEngine,
+) -> None:
+    # A guess can run ahead of the log (a caller's transaction that appended, then rolled
+    # back) or name the right version with another hash and state. No unique index
+    # refuses either, so the database's probe of the guess must.
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a"), submitted("b")])
+        await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
+        append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 3, {"x": 1}))
+        ahead = await writer.append("36.71", [decided("a", "ProposalRevised", 2, changes={})])
+        append_module._SEEN.put("proposal:b", append_module._Guess(bytes(32), 1, {"x": 1}))
+        other = await writer.append("36.71", [decided("b", "ProposalAccepted", 3)])
+    finally:
+        await writer.aclose()
+    assert [(r.seq, r.version) for r in ahead + other] == [(4, 3), (5, 2)]
+    async with engine.connect() as conn:
+        assert (await verify_all(conn)).checked == 5
+    await _assert_read_models_follow_the_log(engine)
+
+
+async def test_the_writer_answers_retries_key_reuse_and_expected_versions(
+    engine: AsyncEngine,
+) -> None:
+    writer = EventWriter(engine.url)
+    try:
+        first = await writer.append("36.71", [submitted("a"), submitted("b")])
+        # a retry of the whole batch, and of a part of it with something new
+        again = await writer.append("36.71", [submitted("a"), submitted("b")])
+        mixed = await writer.append("36.71", [submitted("b"), submitted("c")])
+        with pytest.raises(IdempotencyConflict, match="submit:a"):
+            await writer.append("36.71", [submitted("zzz", key="submit:a")])
+        with pytest.raises(VersionConflict) as conflict:
+            await writer.append(
+                "36.71",
+                [decided("a", "ProposalAccepted", 1)],
+                expected_versions={"proposal:a": 0},
+            )
+        held = await writer.append(
+            "36.71", [decided("a", "ProposalAccepted", 1)], expected_versions={"proposal:a": 1}
+        )
+    finally:
+        await writer.aclose()
+    assert [(r.seq, r.replayed) for r in again] == [(1, True), (2, True)]
+    assert again[0].hash == first[0].hash
+    assert [(r.seq, r.replayed) for r in mixed] == [(2, True), (3, False)]
+    assert (conflict.value.stream, conflict.value.expected, conflict.value.actual) == (
+        "proposal:a",
+        0,
+        1,
+    )
+    assert [(r.seq, r.version) for r in held] == [(4, 2)]
+    async with engine.connect() as conn:
+        assert (await verify_all(conn)).checked == 4
     await _assert_read_models_follow_the_log(engine)
 
 
