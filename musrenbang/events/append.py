@@ -171,12 +171,10 @@ async def append_events(
         raise EventLogError(f"the batch holds idempotency keys more than once: {twice}")
     driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
     batch = _Batch(log_id, events, expected)
-    batch.fast = driver.autocommit
     if await batch.run(driver, again=not driver.autocommit):
         return batch.results()
     # Outside a transaction a guess can go stale again between the fold and the next call;
     # inside one, the first call holds the log's head until the commit, so nothing can.
-    batch.fast = False
     async with driver.transaction():
         if await batch.run(driver, again=True):
             return batch.results()
@@ -193,16 +191,18 @@ class _Batch:
         self.contents = [e.content(log_id) for e in events]
         self.expected = expected
         self.answers: list[Appended | None] = [None] * len(events)
-        # Whether a call may skip the full check (see migration 0003): only while each
-        # call is its own transaction, which a refused statement leaves untouched.
-        self.fast = False
 
     def results(self) -> list[Appended]:
         return [r for r in self.answers if r is not None]
 
     async def run(self, driver: Any, *, again: bool) -> bool:
         """Calls `audit.append` until the batch is written (true), or, unless `again`, until
-        a guess proves stale (false; the streams are folded afresh for the next run)."""
+        a guess proves stale (false; the streams are folded afresh for the next run).
+
+        Without `again`, each call is its own transaction, which a refused statement leaves
+        untouched, so the first call may skip the full check (see migration 0003); any
+        refusal turns it on for the calls after."""
+        fast = not again
         for _ in range(_ATTEMPTS):
             todo = [i for i, answer in enumerate(self.answers) if answer is None]
             if not todo:
@@ -212,7 +212,7 @@ class _Batch:
             planned = plan(batch, {stream: guess.state for stream, guess in guesses.items()})
             # Without the full check only when the guesses, if they hold, already meet the
             # expected versions; the database probes the guesses either way.
-            check = not self.fast or any(guesses[s].version != v for s, v in self.expected.items())
+            check = not fast or any(guesses[s].version != v for s, v in self.expected.items())
             arguments = _arguments(
                 self.log_id,
                 batch,
@@ -233,7 +233,7 @@ class _Batch:
                     ) from exc
                 # A key already recorded, or another writer took a version this batch
                 # takes: the statement wrote nothing; look properly next time.
-                self.fast = False
+                fast = False
                 continue
             outcomes = {row[0] for row in rows}
             if outcomes == {"appended"}:
@@ -246,7 +246,7 @@ class _Batch:
                 for row in rows:  # in order: each stream's last event is seen last
                     _SEEN.put(row[2], _Guess(bytes(row[4]), row[5], states.get(row[2])))
                 return True
-            self.fast = False  # the call found a reason to write nothing
+            fast = False  # the call found a reason to write nothing
             if "known" in outcomes:
                 for row in rows:
                     if row[0] == "known":
