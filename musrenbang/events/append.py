@@ -23,7 +23,10 @@ commit, so the fold cannot go stale again.
 A call that is its own transaction asks for no full check: when the guesses hold, the
 database looks no further, and a key already recorded, or a version another writer took
 first, breaks a unique index instead, failing the statement and writing nothing. The
-call is then made again with the full check, which answers as above.
+call is then made again with the full check, which answers as above. One event alone
+(the usual decision) goes to ``audit.append_one`` (migration 0004), a single SQL
+statement that writes only when the guess holds and otherwise writes nothing and says
+nothing, sending the writer to ``audit.append`` and its full check.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from musrenbang.events.model import Appended, NewEvent
 from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan, split_stream
 
 _APPEND = "SELECT * FROM audit.append(%s, %s::jsonb)"
+_APPEND_ONE = "SELECT * FROM audit.append_one(%s, %s, %s, %s, %s, %s, %s::jsonb)"
 _FOLD = (
     "SELECT stream, type, payload, hash, version FROM audit.events WHERE stream = ANY(%s)"
     " ORDER BY stream, version"
@@ -200,8 +204,9 @@ class _Batch:
         a guess proves stale (false; the streams are folded afresh for the next run).
 
         Without `again`, each call is its own transaction, which a refused statement leaves
-        untouched, so the first call may skip the full check (see migration 0003); any
-        refusal turns it on for the calls after."""
+        untouched, so the first call may skip the full check (see migration 0003), and
+        for one event goes to `audit.append_one` (migration 0004); any refusal turns the
+        full check on for the calls after."""
         fast = not again
         for _ in range(_ATTEMPTS):
             todo = [i for i, answer in enumerate(self.answers) if answer is None]
@@ -213,18 +218,25 @@ class _Batch:
             # Without the full check only when the guesses, if they hold, already meet the
             # expected versions; the database probes the guesses either way.
             check = not fast or any(guesses[s].version != v for s, v in self.expected.items())
-            arguments = _arguments(
-                self.log_id,
-                batch,
-                [self.contents[i] for i in todo],
-                self.expected,
-                guesses,
-                planned,
-                check=check,
-            )
+            if not check and len(batch) == 1:
+                statement = _APPEND_ONE
+                arguments = _one_arguments(
+                    self.log_id, self.contents[todo[0]], guesses[batch[0].stream], batch[0], planned
+                )
+            else:
+                statement = _APPEND
+                arguments = _arguments(
+                    self.log_id,
+                    batch,
+                    [self.contents[i] for i in todo],
+                    self.expected,
+                    guesses,
+                    planned,
+                    check=check,
+                )
             try:
                 rows = await (
-                    await driver.execute(_APPEND, arguments, prepare=True, binary=True)
+                    await driver.execute(statement, arguments, prepare=True, binary=True)
                 ).fetchall()
             except psycopg.errors.UniqueViolation as exc:
                 if check:  # the full check rules this out unless the head lock was bypassed
@@ -233,6 +245,9 @@ class _Batch:
                     ) from exc
                 # A key already recorded, or another writer took a version this batch
                 # takes: the statement wrote nothing; look properly next time.
+                fast = False
+                continue
+            if not rows:  # audit.append_one: the guess did not hold (or the log is new)
                 fast = False
                 continue
             outcomes = {row[0] for row in rows}
@@ -306,6 +321,26 @@ def _arguments(
         "check": check,
     }
     return log_id, json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _one_arguments(
+    log_id: str, content: str, guess: _Guess, event: NewEvent, planned: Sequence[Planned]
+) -> tuple[Any, ...]:
+    """`audit.append_one`'s arguments: one event, the version it takes if the guess holds,
+    and its read-model row, if any."""
+    model: str | None = None
+    row: str | None = None
+    for planned_row in model_rows(planned):
+        model, row = planned_row[0], json.dumps(planned_row[1:], ensure_ascii=False)
+    return (
+        log_id,
+        content,
+        guess.version + 1,
+        format_timestamp(event.occurred_at),
+        guess.last_hash,
+        model,
+        row,
+    )
 
 
 async def _fold(driver: Any, streams: list[str]) -> None:

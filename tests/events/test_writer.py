@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from musrenbang.domain.records import evolve_proposal
 from musrenbang.events import append as append_module
 from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.canonical import leaf_hash, record_bytes
+from musrenbang.events.db import conninfo
 from musrenbang.events.errors import EventLogError, IdempotencyConflict, VersionConflict
-from musrenbang.events.projections import rebuild
+from musrenbang.events.model import NewEvent
+from musrenbang.events.projections import plan, rebuild
 from musrenbang.events.verify import verify_all
 from tests.events.helpers import decided, submitted
 
@@ -111,8 +116,18 @@ async def test_a_stale_guess_writes_nothing_and_is_folded_afresh(engine: AsyncEn
     await _assert_read_models_follow_the_log(engine)
 
 
+# Alone, an event goes to audit.append_one; with another, to audit.append without its full
+# check. Each must catch what a wrong guess would otherwise write.
+SHAPES = pytest.mark.parametrize("alone", [True, False], ids=["one event", "two events"])
+
+
+def _with(alone: bool, event: NewEvent, tag: str) -> list[NewEvent]:
+    return [event] if alone else [event, submitted(f"new-{tag}")]
+
+
+@SHAPES
 async def test_a_guess_left_behind_is_refused_by_the_stream_and_folded_afresh(
-    engine: AsyncEngine,
+    engine: AsyncEngine, alone: bool
 ) -> None:
     # This process last saw proposal:a at version 1; another process has since written
     # version 2. The guess still holds as far as it goes, so the writer skips the full
@@ -124,24 +139,25 @@ async def test_a_guess_left_behind_is_refused_by_the_stream_and_folded_afresh(
         await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
         append_module._SEEN.put("proposal:a", behind)
         results = await writer.append(
-            "36.71", [decided("a", "ProposalRevised", 2, changes={"volume": 90})]
+            "36.71", _with(alone, decided("a", "ProposalRevised", 2, changes={"volume": 90}), "r")
         )
     finally:
         await writer.aclose()
-    assert [(r.seq, r.version, r.replayed) for r in results] == [(3, 3, False)]
+    assert (results[0].seq, results[0].version, results[0].replayed) == (3, 3, False)
     async with engine.connect() as conn:
         row = (
             await conn.execute(
                 text("SELECT status, version, last_seq FROM read.proposals WHERE proposal_id = 'a'")
             )
         ).one()
-        assert (await verify_all(conn)).checked == 3
+        assert (await verify_all(conn)).checked == len(results) + 2
     assert (row.status, row.version, row.last_seq) == ("accepted", 3, 3)
     await _assert_read_models_follow_the_log(engine)
 
 
+@SHAPES
 async def test_a_guess_ahead_of_the_log_or_with_another_hash_is_caught(
-    engine: AsyncEngine,
+    engine: AsyncEngine, alone: bool
 ) -> None:
     # A guess can run ahead of the log (a caller's transaction that appended, then rolled
     # back) or name the right version with another hash and state. No unique index
@@ -151,14 +167,80 @@ async def test_a_guess_ahead_of_the_log_or_with_another_hash_is_caught(
         await writer.append("36.71", [submitted("a"), submitted("b")])
         await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
         append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 3, {"x": 1}))
-        ahead = await writer.append("36.71", [decided("a", "ProposalRevised", 2, changes={})])
+        ahead = await writer.append(
+            "36.71", _with(alone, decided("a", "ProposalRevised", 2, changes={}), "ahead")
+        )
         append_module._SEEN.put("proposal:b", append_module._Guess(bytes(32), 1, {"x": 1}))
-        other = await writer.append("36.71", [decided("b", "ProposalAccepted", 3)])
+        other = await writer.append(
+            "36.71", _with(alone, decided("b", "ProposalAccepted", 3), "other")
+        )
     finally:
         await writer.aclose()
-    assert [(r.seq, r.version) for r in ahead + other] == [(4, 3), (5, 2)]
+    step = 1 if alone else 2
+    assert [(r.seq, r.version) for r in (ahead[0], other[0])] == [(4, 3), (4 + step, 2)]
     async with engine.connect() as conn:
-        assert (await verify_all(conn)).checked == 5
+        assert (await verify_all(conn)).checked == 3 + 2 * step
+        states = dict(
+            (await conn.execute(text("SELECT proposal_id, status FROM read.proposals"))).all()
+        )
+    assert (states["a"], states["b"]) == ("accepted", "accepted")
+    await _assert_read_models_follow_the_log(engine)
+
+
+async def test_append_one_writes_only_when_the_guess_holds(engine: AsyncEngine) -> None:
+    # audit.append_one itself, as the application role: no row and nothing written when
+    # the guess fails; a unique index refuses a key or a version already taken.
+    info = conninfo(engine.url)
+    first, second = submitted("a"), decided("a", "ProposalAccepted", 1)
+
+    def call(event: NewEvent, guess: append_module._Guess) -> tuple[Any, ...]:
+        planned = plan([event], {event.stream: guess.state})
+        return append_module._one_arguments("36.71", event.content("36.71"), guess, event, planned)
+
+    async with await psycopg.AsyncConnection.connect(info, autocommit=True) as conn:
+
+        async def append_one(arguments: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(append_module._APPEND_ONE, arguments)
+            return await cur.fetchall()
+
+        async def log() -> tuple[Any, ...]:
+            cur = await conn.execute(
+                "SELECT (SELECT count(*) FROM audit.events), (SELECT count(*) FROM"
+                " read.proposals), (SELECT head_seq FROM audit.logs WHERE log_id = '36.71')"
+            )
+            return await cur.fetchone() or ()
+
+        assert await append_one(call(first, append_module._Guess())) == []  # no log yet
+        assert await log() == (0, 0, None)
+        await conn.execute("INSERT INTO audit.logs (log_id) VALUES ('36.71')")
+
+        [row] = await append_one(call(first, append_module._Guess()))
+        assert row[:4] + row[5:6] == ("appended", 1, "proposal:a", 1, 1)
+        record = record_bytes(first.content("36.71"), row[6], 1)
+        assert row[4] == leaf_hash(bytes(32), 1, record)
+        state = evolve_proposal(None, first.type, first.payload)
+        known = append_module._Guess(row[4], 1, state)
+
+        for wrong in (
+            append_module._Guess(row[4], 2, state),  # ahead of the log
+            append_module._Guess(bytes(32), 1, state),  # the right version, another hash
+        ):
+            assert await append_one(call(decided("a", "ProposalRevised", 9), wrong)) == []
+        assert await log() == (1, 1, 1)
+        with pytest.raises(psycopg.errors.UniqueViolation, match="idempotency_key"):
+            await append_one(call(submitted("b", key="submit:a"), append_module._Guess()))
+        with pytest.raises(psycopg.errors.UniqueViolation, match="stream_version"):
+            await append_one(call(submitted("a", key="again:a"), append_module._Guess()))
+        assert await log() == (1, 1, 1)
+
+        [row] = await append_one(call(second, known))
+        assert row[3:6:2] == (2, 2)
+        cur = await conn.execute(
+            "SELECT status, version, last_seq FROM read.proposals WHERE proposal_id = 'a'"
+        )
+        assert await cur.fetchone() == ("accepted", 2, 2)
+    async with engine.connect() as check:
+        assert (await verify_all(check)).checked == 2
     await _assert_read_models_follow_the_log(engine)
 
 
@@ -199,8 +281,9 @@ async def test_the_writer_answers_retries_key_reuse_and_expected_versions(
 
 
 async def test_writers_racing_on_the_same_usulan_lose_nothing(engine: AsyncEngine) -> None:
-    # Eight writers (connections of their own, and the caller-owned transaction path)
-    # decide on the same ten usulan at once; every guess that goes stale is caught.
+    # Eight writers (connections of their own, a batch or one event a transaction, and the
+    # caller-owned transaction path) decide on the same ten usulan at once; every guess
+    # that goes stale is caught.
     proposals = [f"p{i}" for i in range(10)]
     writer = EventWriter(engine.url)
     await writer.append("36.71", [submitted(p) for p in proposals])
@@ -216,8 +299,11 @@ async def test_writers_racing_on_the_same_usulan_lose_nothing(engine: AsyncEngin
                     decided(p, "ProposalRevised", w * 100 + n, changes={f"w{w}n{n}": n})
                     for p in picked
                 ]
-                if w % 2:
+                if w % 4 == 1:
                     await own.append("36.71", batch)
+                elif w % 4 == 3:  # one event a transaction
+                    for one in batch:
+                        await own.append("36.71", [one])
                 else:
                     async with engine.begin() as conn:
                         await append_events(conn, "36.71", batch)
