@@ -4,7 +4,9 @@ Most appends are one decision on one usulan, made outside any other transaction.
 those, `audit.append` (a PL/pgSQL function of several statements, each started up anew in
 every transaction) cost more than the rows it writes. `audit.append_one` is a single
 statement: the head's UPDATE takes the log's row lock, chains the event from the head it
-locked, and the event, the head and the event's read-model row are written together.
+locked, and the event, the head and the event's read-model row are written together. It
+serves events that change no read model; `audit.append_one_proposal`, `_forum` and
+`_cycle` do the same and also upsert their read model's row.
 
 It writes only when the caller's guess of the stream holds, and says nothing of why not:
 no row comes back when the log has no head yet or the stream's guessed last event (version
@@ -26,8 +28,8 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-# Each read model's upsert, taken only when `p_model` names it: columns and where each
-# value comes from (`p_row` is [id, status, cycle_id, stage, unit, state]).
+# The read models an event can change: table, key, and whether it has stage/unit columns.
+# `p_row` is the row's new state, [id, status, cycle_id, stage, unit, state].
 _MODELS = {
     "proposal": ("read.proposals", "proposal_id", True),
     "forum": ("read.forums", "forum_id", True),
@@ -43,10 +45,9 @@ def _upsert(kind: str) -> str:
     values = ["p_log_id", *(sources[c] for c in extra), "p_row->>1", "p_row->5"]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns)
     return (
-        f"{kind} AS (INSERT INTO {table} AS t ({key}, {', '.join(columns)})"
+        f", model AS (INSERT INTO {table} AS t ({key}, {', '.join(columns)})"
         f" SELECT p_row->>0, {', '.join(values)}, p_version, head.seq, p_occurred::timestamptz"
-        f" FROM head WHERE p_model = '{kind}'"
-        f" ON CONFLICT ({key}) DO UPDATE SET {updates})"
+        f" FROM head ON CONFLICT ({key}) DO UPDATE SET {updates})"
     )
 
 
@@ -57,8 +58,8 @@ FUNCTION = r"""
 --   p_version:  the version it takes in its stream (1: a new stream);
 --   p_occurred: its occurred_at, as in the content;
 --   p_prev:     the hash of the stream's event at p_version - 1 (null for a new stream);
---   p_model, p_row: the read model the event changes ('proposal', 'forum', 'cycle' or
---               null) and the row's new state [id, status, cycle_id, stage, unit, state].
+--   p_row:      (audit.append_one_<model> only) the new state of the read-model row the
+--               event changes, [id, status, cycle_id, stage, unit, state].
 -- Returns audit.append's 'appended' row, or no row (nothing written) when the log has no
 -- head or the guessed last event is not in the log. A key already recorded, or a version
 -- taken, fails the statement on a unique index: nothing is written either.
@@ -69,9 +70,8 @@ FUNCTION = r"""
 -- snapshot, works from the head that append left. The probe of the guess may read the
 -- older snapshot: events are never removed, so a guess it finds holds, and one it misses
 -- only sends the caller to the full check.
-CREATE FUNCTION audit.append_one(
-    p_log_id text, p_content text, p_version bigint, p_occurred text, p_prev bytea,
-    p_model text, p_row jsonb)
+CREATE FUNCTION audit.{name}(
+    p_log_id text, p_content text, p_version bigint, p_occurred text, p_prev bytea{row})
 RETURNS TABLE (outcome text, ord int, stream text, seq bigint, hash bytea,
                version bigint, recorded_at timestamptz, detail text)
 LANGUAGE sql AS $$
@@ -97,27 +97,41 @@ WITH head AS (
            head.prev, head.hash
     FROM head
     RETURNING stream
-), {upserts}
+){upsert}
 SELECT 'appended', 1, event.stream, head.seq, head.hash, p_version, now(), NULL::text
 FROM head, event
 $$;
 
-GRANT EXECUTE ON FUNCTION audit.append_one(text, text, bigint, text, bytea, text, jsonb)
-    TO "{role}";
+GRANT EXECUTE ON FUNCTION audit.{name} TO "{role}";
 """
 
 _SAFE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _functions() -> dict[str, tuple[str, str]]:
+    """Each function's name: (its extra parameter, its read-model upsert). One function a
+    read model, since every data-modifying part of a statement is started up on each call,
+    whether or not it writes."""
+    functions = {"append_one": ("", "")}
+    for kind in _MODELS:
+        functions[f"append_one_{kind}"] = (", p_row jsonb", _upsert(kind))
+    return functions
 
 
 def upgrade() -> None:
     role = context.config.attributes.get("app_role", "musrenbang_app")
     if not _SAFE.match(role):
         raise ValueError("the application role must be a plain identifier")
-    sql = FUNCTION.replace("{upserts}", ", ".join(_upsert(kind) for kind in _MODELS)).replace(
-        "{role}", role
-    )
-    op.get_bind().connection.driver_connection.execute(sql)
+    driver = op.get_bind().connection.driver_connection
+    for name, (row, upsert) in _functions().items():
+        driver.execute(
+            FUNCTION.replace("{name}", name)
+            .replace("{row}", row)
+            .replace("{upsert}", upsert)
+            .replace("{role}", role)
+        )
 
 
 def downgrade() -> None:
-    op.execute("DROP FUNCTION audit.append_one(text, text, bigint, text, bytea, text, jsonb)")
+    for name in _functions():
+        op.execute(f"DROP FUNCTION audit.{name}")

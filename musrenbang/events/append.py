@@ -51,7 +51,15 @@ from musrenbang.events.model import Appended, NewEvent
 from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan, split_stream
 
 _APPEND = "SELECT * FROM audit.append(%s, %s::jsonb)"
-_APPEND_ONE = "SELECT * FROM audit.append_one(%s, %s, %s, %s, %s, %s, %s::jsonb)"
+# One event: `audit.append_one` when it changes no read model, else the function of its
+# read model (migration 0004).
+_APPEND_ONE: dict[str | None, str] = {
+    None: "SELECT * FROM audit.append_one(%s, %s, %s, %s, %s)",
+    **{
+        kind: f"SELECT * FROM audit.append_one_{kind}(%s, %s, %s, %s, %s, %s::jsonb)"  # noqa: S608
+        for kind in READ_MODELS
+    },
+}
 _FOLD = (
     "SELECT stream, type, payload, hash, version FROM audit.events WHERE stream = ANY(%s)"
     " ORDER BY stream, version"
@@ -219,8 +227,7 @@ class _Batch:
             # expected versions; the database probes the guesses either way.
             check = not fast or any(guesses[s].version != v for s, v in self.expected.items())
             if not check and len(batch) == 1:
-                statement = _APPEND_ONE
-                arguments = _one_arguments(
+                statement, arguments = _one_arguments(
                     self.log_id, self.contents[todo[0]], guesses[batch[0].stream], batch[0], planned
                 )
             else:
@@ -325,22 +332,19 @@ def _arguments(
 
 def _one_arguments(
     log_id: str, content: str, guess: _Guess, event: NewEvent, planned: Sequence[Planned]
-) -> tuple[Any, ...]:
-    """`audit.append_one`'s arguments: one event, the version it takes if the guess holds,
-    and its read-model row, if any."""
-    model: str | None = None
-    row: str | None = None
-    for planned_row in model_rows(planned):
-        model, row = planned_row[0], json.dumps(planned_row[1:], ensure_ascii=False)
-    return (
+) -> tuple[str, tuple[Any, ...]]:
+    """The call of `audit.append_one` (or of its read model's variant) for one event: the
+    version it takes if the guess holds, and its read-model row, if any."""
+    arguments: tuple[Any, ...] = (
         log_id,
         content,
         guess.version + 1,
         format_timestamp(event.occurred_at),
         guess.last_hash,
-        model,
-        row,
     )
+    for kind, *row in model_rows(planned):  # at most one
+        return _APPEND_ONE[kind], (*arguments, json.dumps(row, ensure_ascii=False))
+    return _APPEND_ONE[None], arguments
 
 
 async def _fold(driver: Any, streams: list[str]) -> None:

@@ -187,21 +187,32 @@ async def test_a_guess_ahead_of_the_log_or_with_another_hash_is_caught(
     await _assert_read_models_follow_the_log(engine)
 
 
+def _other(stream: str, event_type: str, payload: dict[str, Any], key: str) -> NewEvent:
+    return NewEvent(
+        stream=stream,
+        type=event_type,
+        payload=payload,
+        actor=submitted("x").actor,
+        occurred_at=submitted("x").occurred_at,
+        idempotency_key=key,
+    )
+
+
 async def test_append_one_writes_only_when_the_guess_holds(engine: AsyncEngine) -> None:
-    # audit.append_one itself, as the application role: no row and nothing written when
-    # the guess fails; a unique index refuses a key or a version already taken.
+    # audit.append_one and its read models' variants, called as the application role: no
+    # row and nothing written when the guess fails; a unique index refuses a key or a
+    # version already taken.
     info = conninfo(engine.url)
     first, second = submitted("a"), decided("a", "ProposalAccepted", 1)
 
-    def call(event: NewEvent, guess: append_module._Guess) -> tuple[Any, ...]:
+    def call(event: NewEvent, guess: append_module._Guess) -> tuple[str, tuple[Any, ...]]:
         planned = plan([event], {event.stream: guess.state})
         return append_module._one_arguments("36.71", event.content("36.71"), guess, event, planned)
 
     async with await psycopg.AsyncConnection.connect(info, autocommit=True) as conn:
 
-        async def append_one(arguments: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(append_module._APPEND_ONE, arguments)
-            return await cur.fetchall()
+        async def append_one(statement: str, arguments: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            return await (await conn.execute(statement, arguments)).fetchall()
 
         async def log() -> tuple[Any, ...]:
             cur = await conn.execute(
@@ -210,11 +221,11 @@ async def test_append_one_writes_only_when_the_guess_holds(engine: AsyncEngine) 
             )
             return await cur.fetchone() or ()
 
-        assert await append_one(call(first, append_module._Guess())) == []  # no log yet
+        assert await append_one(*call(first, append_module._Guess())) == []  # no log yet
         assert await log() == (0, 0, None)
         await conn.execute("INSERT INTO audit.logs (log_id) VALUES ('36.71')")
 
-        [row] = await append_one(call(first, append_module._Guess()))
+        [row] = await append_one(*call(first, append_module._Guess()))
         assert row[:4] + row[5:6] == ("appended", 1, "proposal:a", 1, 1)
         record = record_bytes(first.content("36.71"), row[6], 1)
         assert row[4] == leaf_hash(bytes(32), 1, record)
@@ -225,22 +236,38 @@ async def test_append_one_writes_only_when_the_guess_holds(engine: AsyncEngine) 
             append_module._Guess(row[4], 2, state),  # ahead of the log
             append_module._Guess(bytes(32), 1, state),  # the right version, another hash
         ):
-            assert await append_one(call(decided("a", "ProposalRevised", 9), wrong)) == []
+            assert await append_one(*call(decided("a", "ProposalRevised", 9), wrong)) == []
         assert await log() == (1, 1, 1)
         with pytest.raises(psycopg.errors.UniqueViolation, match="idempotency_key"):
-            await append_one(call(submitted("b", key="submit:a"), append_module._Guess()))
+            await append_one(*call(submitted("b", key="submit:a"), append_module._Guess()))
         with pytest.raises(psycopg.errors.UniqueViolation, match="stream_version"):
-            await append_one(call(submitted("a", key="again:a"), append_module._Guess()))
+            await append_one(*call(submitted("a", key="again:a"), append_module._Guess()))
         assert await log() == (1, 1, 1)
 
-        [row] = await append_one(call(second, known))
+        [row] = await append_one(*call(second, known))
         assert row[3:6:2] == (2, 2)
         cur = await conn.execute(
             "SELECT status, version, last_seq FROM read.proposals WHERE proposal_id = 'a'"
         )
         assert await cur.fetchone() == ("accepted", 2, 2)
+
+        # a forum's, a cycle's and an event of no read model, each by its own function
+        others = [
+            (_other("forum:f1", "ForumOpened", {"forum_id": "f1"}, "f"), "append_one_forum"),
+            (_other("cycle:c1", "CycleOpened", {"cycle_id": "c1"}, "c"), "append_one_cycle"),
+            (_other("catatan:n1", "NoteWritten", {"text": "Rapat ditunda"}, "n"), "append_one"),
+        ]
+        for seq, (event, function) in enumerate(others, start=3):
+            statement, arguments = call(event, append_module._Guess())
+            assert f"audit.{function}(" in statement
+            [row] = await append_one(statement, arguments)
+            assert (row[2], row[3]) == (event.stream, seq)
+        cur = await conn.execute(
+            "SELECT (SELECT status FROM read.forums), (SELECT status FROM read.cycles)"
+        )
+        assert await cur.fetchone() == ("open", "open")
     async with engine.connect() as check:
-        assert (await verify_all(check)).checked == 2
+        assert (await verify_all(check)).checked == 5
     await _assert_read_models_follow_the_log(engine)
 
 
