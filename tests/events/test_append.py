@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from musrenbang.events.append import append_events
+from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.errors import IdempotencyConflict, VersionConflict
 from musrenbang.events.store import read_log, read_stream
 from musrenbang.events.verify import verify_all, verify_log
@@ -126,13 +126,22 @@ async def test_eight_concurrent_appenders_lose_nothing(engine: AsyncEngine) -> N
     rng = random.Random(7)
 
     async def writer(w: int) -> None:
+        # even writers append inside transactions of their own making, odd ones through
+        # the application's EventWriter (each call its own transaction)
+        own = EventWriter(engine.url)
         done = 0
-        while done < per_writer:
-            size = min(rng.choice([1, 1, 3, 10, 40]), per_writer - done)
-            batch = [submitted(f"w{w}-{done + i}") for i in range(size)]
-            async with engine.begin() as conn:
-                await append_events(conn, "36.71", batch)
-            done += size
+        try:
+            while done < per_writer:
+                size = min(rng.choice([1, 1, 3, 10, 40]), per_writer - done)
+                batch = [submitted(f"w{w}-{done + i}") for i in range(size)]
+                if w % 2:
+                    await own.append("36.71", batch)
+                else:
+                    async with engine.begin() as conn:
+                        await append_events(conn, "36.71", batch)
+                done += size
+        finally:
+            await own.aclose()
 
     await asyncio.gather(*(writer(w) for w in range(writers)))
     async with engine.connect() as conn:
