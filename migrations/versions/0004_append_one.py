@@ -123,6 +123,9 @@ def upgrade() -> None:
     if not _SAFE.match(role):
         raise ValueError("the application role must be a plain identifier")
     driver = op.get_bind().connection.driver_connection
+    major = driver.info.server_version // 10000
+    if major < 18:  # for RETURNING old.*, new.*
+        raise RuntimeError(f"musrenbang needs PostgreSQL 18 or newer; this server is {major}")
     for name, (row, upsert) in _functions().items():
         driver.execute(
             FUNCTION.replace("{name}", name)
