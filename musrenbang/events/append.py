@@ -250,11 +250,11 @@ class _Batch:
                     raise EventLogError(
                         f"concurrent append detected: {exc.diag.message_primary}"
                     ) from exc
-                # A key already recorded, or another writer took a version this batch
-                # takes: the statement wrote nothing; look properly next time.
-                fast = False
-                continue
-            if not rows:  # audit.append_one: the guess did not hold (or the log is new)
+                rows = []  # the statement wrote nothing
+            if not rows:
+                # A key already recorded, or another writer took a version this batch takes
+                # (a unique index refused the call), or audit.append_one found the guess
+                # wrong or the log new: nothing was written; look properly next time.
                 fast = False
                 continue
             outcomes = {row[0] for row in rows}

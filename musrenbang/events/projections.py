@@ -56,15 +56,16 @@ def _select_sql(kind: str) -> str:
     return f"SELECT {model.key}, state FROM {model.table} WHERE {model.key} = ANY(%s)"  # noqa: S608
 
 
-async def prefetch(
+async def current_states(
     driver: Any, events: Sequence[NewEvent] | Sequence[StoredEvent]
-) -> dict[str, Any]:
-    """Queues the reads of the current read-model rows (one query per kind); in a pipeline
-    they travel with the append itself."""
-    return {
-        kind: await driver.execute(_select_sql(kind), (ids,))
-        for kind, ids in affected(events).items()
-    }
+) -> dict[str, State]:
+    """The current state of each read-model row these events change, by stream (one query
+    per read model; a row not there yet is absent)."""
+    states: dict[str, State] = {}
+    for kind, ids in affected(events).items():
+        cur = await driver.execute(_select_sql(kind), (ids,))
+        states.update((f"{kind}:{ident}", state) for ident, state in await cur.fetchall())
+    return states
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,6 @@ def model_rows(planned: Sequence[Planned]) -> list[list[Any]]:
     ]
 
 
-async def current_rows(pending: dict[str, Any]) -> dict[str, dict[str, State]]:
-    """The rows :func:`prefetch` queued, by read model and id."""
-    return {kind: {r[0]: r[1] for r in await cur.fetchall()} for kind, cur in pending.items()}
-
-
 _APPLY = "SELECT read.apply(%s, %s::jsonb)"
 
 
@@ -127,11 +123,7 @@ async def project(driver: Any, events: Sequence[StoredEvent]) -> None:
     write per batch."""
     if not events:
         return
-    current = await current_rows(await prefetch(driver, events))
-    states = {
-        f"{kind}:{ident}": state for kind, rows in current.items() for ident, state in rows.items()
-    }
-    planned = plan(events, states)
+    planned = plan(events, await current_states(driver, events))
     rows = [
         [*row, last.version, last.seq, format_timestamp(last.occurred_at)]
         for row, last in zip(model_rows(planned), (events[p.last] for p in planned), strict=True)

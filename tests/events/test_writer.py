@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -21,9 +22,17 @@ from musrenbang.events.errors import EventLogError, IdempotencyConflict, Version
 from musrenbang.events.model import NewEvent
 from musrenbang.events.projections import plan, rebuild
 from musrenbang.events.verify import verify_all
-from tests.events.helpers import decided, submitted
+from tests.events.helpers import CLERK, T0, decided, submitted
 
 TABLES = ["read.proposals", "read.forums", "read.cycles"]
+
+
+@pytest.fixture
+async def writer(engine: AsyncEngine) -> AsyncIterator[EventWriter]:
+    """The application's writer on the test's database, closed after the test."""
+    own = EventWriter(engine.url)
+    yield own
+    await own.aclose()
 
 
 async def _read_models(conn: AsyncConnection) -> dict[str, list[str]]:
@@ -43,13 +52,9 @@ async def _assert_read_models_follow_the_log(engine: AsyncEngine) -> None:
     assert rebuilt == live
 
 
-async def test_an_append_is_its_own_transaction(engine: AsyncEngine) -> None:
-    writer = EventWriter(engine.url)
-    try:
-        first = await writer.append("36.71", [submitted("a"), submitted("b")])
-        again = await writer.append("36.71", [submitted("a")])
-    finally:
-        await writer.aclose()
+async def test_an_append_is_its_own_transaction(engine: AsyncEngine, writer: EventWriter) -> None:
+    first = await writer.append("36.71", [submitted("a"), submitted("b")])
+    again = await writer.append("36.71", [submitted("a")])
     assert [(r.seq, r.version, r.replayed) for r in first] == [(1, 1, False), (2, 1, False)]
     assert (again[0].seq, again[0].hash, again[0].replayed) == (1, first[0].hash, True)
     async with engine.connect() as conn:  # committed: another connection sees it
@@ -60,12 +65,10 @@ async def test_an_append_is_its_own_transaction(engine: AsyncEngine) -> None:
     assert status == "submitted"
 
 
-async def test_the_database_chains_by_the_documented_rule(engine: AsyncEngine) -> None:
-    writer = EventWriter(engine.url)
-    try:
-        await writer.append("36.71", [submitted("a"), decided("a", "ProposalAccepted", 1)])
-    finally:
-        await writer.aclose()
+async def test_the_database_chains_by_the_documented_rule(
+    engine: AsyncEngine, writer: EventWriter
+) -> None:
+    await writer.append("36.71", [submitted("a"), decided("a", "ProposalAccepted", 1)])
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
@@ -83,24 +86,22 @@ async def test_the_database_chains_by_the_documented_rule(engine: AsyncEngine) -
         prev = row.hash
 
 
-async def test_a_stale_guess_writes_nothing_and_is_folded_afresh(engine: AsyncEngine) -> None:
+async def test_a_stale_guess_writes_nothing_and_is_folded_afresh(
+    engine: AsyncEngine, writer: EventWriter
+) -> None:
     # What another worker process leaves behind: this process's guess of proposal:a is
     # wrong (an old hash and state), and of proposal:b it has none at all.
-    writer = EventWriter(engine.url)
-    try:
-        await writer.append("36.71", [submitted("a"), submitted("b")])
-        await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
-        append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 2, {"x": 1}))
-        append_module._SEEN.forget("proposal:b")
-        results = await writer.append(
-            "36.71",
-            [
-                decided("a", "ProposalRejected", 2, reason_code="duplikat", reason="Sama"),
-                decided("b", "ProposalDeferred", 1, reason_code="pagu", reason="Tahun depan"),
-            ],
-        )
-    finally:
-        await writer.aclose()
+    await writer.append("36.71", [submitted("a"), submitted("b")])
+    await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
+    append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 2, {"x": 1}))
+    append_module._SEEN.forget("proposal:b")
+    results = await writer.append(
+        "36.71",
+        [
+            decided("a", "ProposalRejected", 2, reason_code="duplikat", reason="Sama"),
+            decided("b", "ProposalDeferred", 1, reason_code="pagu", reason="Tahun depan"),
+        ],
+    )
     assert [(r.seq, r.version) for r in results] == [(4, 3), (5, 2)]
     async with engine.connect() as conn:
         rows = {
@@ -127,22 +128,18 @@ def _with(alone: bool, event: NewEvent, tag: str) -> list[NewEvent]:
 
 @SHAPES
 async def test_a_guess_left_behind_is_refused_by_the_stream_and_folded_afresh(
-    engine: AsyncEngine, alone: bool
+    engine: AsyncEngine, writer: EventWriter, alone: bool
 ) -> None:
     # This process last saw proposal:a at version 1; another process has since written
     # version 2. The guess still holds as far as it goes, so the writer skips the full
     # check, and the stream's unique version is what refuses the append.
-    writer = EventWriter(engine.url)
-    try:
-        await writer.append("36.71", [submitted("a")])
-        behind = append_module._SEEN.get("proposal:a")
-        await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
-        append_module._SEEN.put("proposal:a", behind)
-        results = await writer.append(
-            "36.71", _with(alone, decided("a", "ProposalRevised", 2, changes={"volume": 90}), "r")
-        )
-    finally:
-        await writer.aclose()
+    await writer.append("36.71", [submitted("a")])
+    behind = append_module._SEEN.get("proposal:a")
+    await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
+    append_module._SEEN.put("proposal:a", behind)
+    results = await writer.append(
+        "36.71", _with(alone, decided("a", "ProposalRevised", 2, changes={"volume": 90}), "r")
+    )
     assert (results[0].seq, results[0].version, results[0].replayed) == (3, 3, False)
     async with engine.connect() as conn:
         row = (
@@ -157,25 +154,19 @@ async def test_a_guess_left_behind_is_refused_by_the_stream_and_folded_afresh(
 
 @SHAPES
 async def test_a_guess_ahead_of_the_log_or_with_another_hash_is_caught(
-    engine: AsyncEngine, alone: bool
+    engine: AsyncEngine, writer: EventWriter, alone: bool
 ) -> None:
     # A guess can run ahead of the log (a caller's transaction that appended, then rolled
     # back) or name the right version with another hash and state. No unique index
     # refuses either, so the database's probe of the guess must.
-    writer = EventWriter(engine.url)
-    try:
-        await writer.append("36.71", [submitted("a"), submitted("b")])
-        await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
-        append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 3, {"x": 1}))
-        ahead = await writer.append(
-            "36.71", _with(alone, decided("a", "ProposalRevised", 2, changes={}), "ahead")
-        )
-        append_module._SEEN.put("proposal:b", append_module._Guess(bytes(32), 1, {"x": 1}))
-        other = await writer.append(
-            "36.71", _with(alone, decided("b", "ProposalAccepted", 3), "other")
-        )
-    finally:
-        await writer.aclose()
+    await writer.append("36.71", [submitted("a"), submitted("b")])
+    await writer.append("36.71", [decided("a", "ProposalAccepted", 1)])
+    append_module._SEEN.put("proposal:a", append_module._Guess(bytes(32), 3, {"x": 1}))
+    ahead = await writer.append(
+        "36.71", _with(alone, decided("a", "ProposalRevised", 2, changes={}), "ahead")
+    )
+    append_module._SEEN.put("proposal:b", append_module._Guess(bytes(32), 1, {"x": 1}))
+    other = await writer.append("36.71", _with(alone, decided("b", "ProposalAccepted", 3), "other"))
     step = 1 if alone else 2
     assert [(r.seq, r.version) for r in (ahead[0], other[0])] == [(4, 3), (4 + step, 2)]
     async with engine.connect() as conn:
@@ -192,8 +183,8 @@ def _other(stream: str, event_type: str, payload: dict[str, Any], key: str) -> N
         stream=stream,
         type=event_type,
         payload=payload,
-        actor=submitted("x").actor,
-        occurred_at=submitted("x").occurred_at,
+        actor=CLERK,
+        occurred_at=T0,
         idempotency_key=key,
     )
 
@@ -273,26 +264,23 @@ async def test_append_one_writes_only_when_the_guess_holds(engine: AsyncEngine) 
 
 async def test_the_writer_answers_retries_key_reuse_and_expected_versions(
     engine: AsyncEngine,
+    writer: EventWriter,
 ) -> None:
-    writer = EventWriter(engine.url)
-    try:
-        first = await writer.append("36.71", [submitted("a"), submitted("b")])
-        # a retry of the whole batch, and of a part of it with something new
-        again = await writer.append("36.71", [submitted("a"), submitted("b")])
-        mixed = await writer.append("36.71", [submitted("b"), submitted("c")])
-        with pytest.raises(IdempotencyConflict, match="submit:a"):
-            await writer.append("36.71", [submitted("zzz", key="submit:a")])
-        with pytest.raises(VersionConflict) as conflict:
-            await writer.append(
-                "36.71",
-                [decided("a", "ProposalAccepted", 1)],
-                expected_versions={"proposal:a": 0},
-            )
-        held = await writer.append(
-            "36.71", [decided("a", "ProposalAccepted", 1)], expected_versions={"proposal:a": 1}
+    first = await writer.append("36.71", [submitted("a"), submitted("b")])
+    # a retry of the whole batch, and of a part of it with something new
+    again = await writer.append("36.71", [submitted("a"), submitted("b")])
+    mixed = await writer.append("36.71", [submitted("b"), submitted("c")])
+    with pytest.raises(IdempotencyConflict, match="submit:a"):
+        await writer.append("36.71", [submitted("zzz", key="submit:a")])
+    with pytest.raises(VersionConflict) as conflict:
+        await writer.append(
+            "36.71",
+            [decided("a", "ProposalAccepted", 1)],
+            expected_versions={"proposal:a": 0},
         )
-    finally:
-        await writer.aclose()
+    held = await writer.append(
+        "36.71", [decided("a", "ProposalAccepted", 1)], expected_versions={"proposal:a": 1}
+    )
     assert [(r.seq, r.replayed) for r in again] == [(1, True), (2, True)]
     assert again[0].hash == first[0].hash
     assert [(r.seq, r.replayed) for r in mixed] == [(2, True), (3, False)]
@@ -307,12 +295,13 @@ async def test_the_writer_answers_retries_key_reuse_and_expected_versions(
     await _assert_read_models_follow_the_log(engine)
 
 
-async def test_writers_racing_on_the_same_usulan_lose_nothing(engine: AsyncEngine) -> None:
+async def test_writers_racing_on_the_same_usulan_lose_nothing(
+    engine: AsyncEngine, writer: EventWriter
+) -> None:
     # Eight writers (connections of their own, a batch or one event a transaction, and the
     # caller-owned transaction path) decide on the same ten usulan at once; every guess
     # that goes stale is caught.
     proposals = [f"p{i}" for i in range(10)]
-    writer = EventWriter(engine.url)
     await writer.append("36.71", [submitted(p) for p in proposals])
     rng = random.Random(5)
 
@@ -338,7 +327,6 @@ async def test_writers_racing_on_the_same_usulan_lose_nothing(engine: AsyncEngin
             await own.aclose()
 
     await asyncio.gather(*(decide(w) for w in range(8)))
-    await writer.aclose()
     async with engine.connect() as conn:
         total = (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar()
         versions = dict(
@@ -362,56 +350,48 @@ async def test_writers_racing_on_the_same_usulan_lose_nothing(engine: AsyncEngin
 
 
 async def test_a_lost_connection_is_replaced(
-    engine: AsyncEngine, owner_engine: AsyncEngine
+    engine: AsyncEngine, writer: EventWriter, owner_engine: AsyncEngine
 ) -> None:
-    writer = EventWriter(engine.url)
-    try:
-        await writer.append("36.71", [submitted("a")])
-        async with owner_engine.connect() as conn:
-            killed = (
-                await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                        " WHERE usename = 'musrenbang_app' AND pid <> pg_backend_pid()"
-                    )
+    await writer.append("36.71", [submitted("a")])
+    async with owner_engine.connect() as conn:
+        killed = (
+            await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE usename = 'musrenbang_app' AND pid <> pg_backend_pid()"
                 )
-            ).scalar()
-        assert killed >= 1
-        results = await writer.append("36.71", [submitted("b")])
-    finally:
-        await writer.aclose()
+            )
+        ).scalar()
+    assert killed >= 1
+    results = await writer.append("36.71", [submitted("b")])
     assert results[0].seq == 2
 
 
-async def test_a_cancelled_append_leaves_the_writer_usable(engine: AsyncEngine) -> None:
+async def test_a_cancelled_append_leaves_the_writer_usable(
+    engine: AsyncEngine, writer: EventWriter
+) -> None:
     # A cancelled activity can stop an append half-way: here it waits on the log's head,
     # which another transaction holds, and is cancelled there.
-    writer = EventWriter(engine.url)
-    try:
-        await writer.append("36.71", [submitted("a")])
-        async with engine.begin() as holder:
-            await holder.execute(text("SELECT 1 FROM audit.logs WHERE log_id = '36.71' FOR UPDATE"))
-            waiting = asyncio.create_task(writer.append("36.71", [submitted("b")]))
-            await asyncio.sleep(0.3)
-            assert not waiting.done()
-            waiting.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiting
-        retried = await writer.append("36.71", [submitted("b")])  # the activity's retry
-        after = await writer.append("36.71", [submitted("c")])
-    finally:
-        await writer.aclose()
+    await writer.append("36.71", [submitted("a")])
+    async with engine.begin() as holder:
+        await holder.execute(text("SELECT 1 FROM audit.logs WHERE log_id = '36.71' FOR UPDATE"))
+        waiting = asyncio.create_task(writer.append("36.71", [submitted("b")]))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    retried = await writer.append("36.71", [submitted("b")])  # the activity's retry
+    after = await writer.append("36.71", [submitted("c")])
     assert (retried[0].seq, after[0].seq) == (2, 3)
     async with engine.connect() as conn:
         assert (await verify_all(conn)).checked == 3
 
 
-async def test_a_batch_naming_a_key_twice_is_refused(engine: AsyncEngine) -> None:
-    writer = EventWriter(engine.url)
-    try:
-        with pytest.raises(EventLogError, match="more than once"):
-            await writer.append("36.71", [submitted("a"), submitted("b", key="submit:a")])
-    finally:
-        await writer.aclose()
+async def test_a_batch_naming_a_key_twice_is_refused(
+    engine: AsyncEngine, writer: EventWriter
+) -> None:
+    with pytest.raises(EventLogError, match="more than once"):
+        await writer.append("36.71", [submitted("a"), submitted("b", key="submit:a")])
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar() == 0
