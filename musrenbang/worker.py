@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,8 +14,9 @@ from musrenbang.activities.recording import RecordingActivities
 from musrenbang.events.append import EventWriter
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
+from musrenbang.workflows.notification import NotificationWorkflow
 
-WORKFLOWS = [CycleWorkflow, ForumWorkflow]
+WORKFLOWS = [CycleWorkflow, ForumWorkflow, NotificationWorkflow]
 
 
 class _Worker(Worker):
@@ -48,4 +50,7 @@ def build_worker(
         # of decisions at the kota forum) take seconds, tripping the deadlock detector.
         workflow_runner=UnsandboxedWorkflowRunner(),
         max_concurrent_workflow_tasks=50,
+        # A stop must not wait on a webhook that hangs: cut activities short, Temporal
+        # retries them on the next worker.
+        graceful_shutdown_timeout=timedelta(seconds=3),
     )

@@ -1,20 +1,27 @@
 """Activities that write to the log: `record_events` (run as a local activity inside
-update handlers and timers) and `notify` (the webhook delivery, retried, then recorded)."""
+update handlers and timers) and `notify` (the webhook delivery of one notice, run by its
+own NotificationWorkflow, retried without end, then recorded)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
+import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from musrenbang.events.append import EventWriter
+from musrenbang.events.errors import Contention, EventLogError, IdempotencyConflict
 from musrenbang.events.model import NewEvent
 from musrenbang.logging import get_logger
 from musrenbang.workflows.contracts import EventSpec, NotifyInput, RecordInput
 
 log = get_logger(__name__)
+
+# An outage of the receiver this long is itself recorded, once per notice.
+DELAY_RECORDED_AFTER = timedelta(hours=1)
+WEBHOOK_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 
 def _new_event(spec: EventSpec) -> NewEvent:
@@ -29,6 +36,24 @@ def _new_event(spec: EventSpec) -> NewEvent:
     )
 
 
+def deterministic_failure(exc: BaseException) -> ApplicationError | None:
+    """The refusal to report when retrying `exc` cannot help (the same events would fail
+    the same way), or None when it may (the database is down, a lock was contended)."""
+    if isinstance(exc, Contention):
+        return None
+    if isinstance(exc, IdempotencyConflict):
+        return ApplicationError(str(exc), type="Conflict", non_retryable=True)
+    if isinstance(exc, EventLogError | psycopg.DataError | psycopg.IntegrityError):
+        return ApplicationError(
+            f"the log refused these events: {exc}", type="Refused", non_retryable=True
+        )
+    if isinstance(exc, psycopg.ProgrammingError | ValueError | TypeError):
+        return ApplicationError(
+            f"the events cannot be recorded: {exc}", type="Refused", non_retryable=True
+        )
+    return None
+
+
 class RecordingActivities:
     """Holds the event writer (application role) and the webhook settings."""
 
@@ -38,8 +63,22 @@ class RecordingActivities:
 
     @activity.defn(name="record_events")
     async def record_events(self, inp: RecordInput) -> list[int]:
-        """Appends the events in one transaction; a retry with the same keys writes nothing."""
-        results = await self.writer.append(inp.log_id, [_new_event(e) for e in inp.events])
+        """Appends the events in one transaction; a retry with the same keys writes nothing.
+        A failure no retry can mend fails at once, non-retryable; others are retried."""
+        try:
+            results = await self.writer.append(inp.log_id, [_new_event(e) for e in inp.events])
+        except Exception as exc:
+            refusal = deterministic_failure(exc)
+            if refusal is not None:
+                log.warning("events.refused", log_id=inp.log_id, error=refusal.message)
+                raise refusal from None
+            log.warning(
+                "events.retrying",
+                log_id=inp.log_id,
+                attempt=activity.info().attempt,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise
         replayed = sum(r.replayed for r in results)
         if replayed:
             log.info("events.replayed", log_id=inp.log_id, replayed=replayed)
@@ -48,10 +87,30 @@ class RecordingActivities:
     @activity.defn(name="notify")
     async def notify(self, inp: NotifyInput) -> None:
         """POSTs the notice to the webhook; a failure raises so Temporal retries it.
-        Each delivery is recorded as NotificationDelivered on the forum's stream."""
+        The delivery is recorded once as NotificationDelivered on the forum's stream."""
         if not self.webhook_url:
             return
-        attempt = activity.info().attempt
+        info = activity.info()
+        try:
+            status = await self._post(inp)
+        except Exception as exc:
+            log.warning(
+                "notify.failed",
+                forum_id=inp.forum_id,
+                kind=inp.kind,
+                attempt=info.attempt,
+                error=str(exc),
+            )
+            await self._record_delay(inp)
+            raise ApplicationError(str(exc), type="WebhookUnavailable") from None
+        await self._record(
+            inp,
+            "NotificationDelivered",
+            {"kind": inp.kind, "status": status, "attempt": info.attempt, "url": self.webhook_url},
+            inp.idempotency_key,
+        )
+
+    async def _post(self, inp: NotifyInput) -> int:
         body = {
             "kind": inp.kind,
             "forum_id": inp.forum_id,
@@ -60,34 +119,54 @@ class RecordingActivities:
             "details": inp.details,
             "key": inp.idempotency_key,
         }
+        assert self.webhook_url is not None  # noqa: S101 - checked by the caller
         try:
-            async with httpx.AsyncClient(timeout=10) as client:
+            async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT) as client:
                 response = await client.post(
                     self.webhook_url, json=body, headers={"Idempotency-Key": inp.idempotency_key}
                 )
         except httpx.HTTPError as exc:
-            log.warning("notify.failed", forum_id=inp.forum_id, attempt=attempt, error=str(exc))
-            raise ApplicationError(f"webhook unreachable: {exc}") from exc
+            raise RuntimeError(f"webhook unreachable: {type(exc).__name__}") from None
         if response.status_code >= 300:
-            log.warning(
-                "notify.refused",
-                forum_id=inp.forum_id,
-                attempt=attempt,
-                status=response.status_code,
-            )
-            raise ApplicationError(f"webhook answered {response.status_code}")
-        delivered = EventSpec(
+            raise RuntimeError(f"webhook answered {response.status_code}")
+        return response.status_code
+
+    async def _record_delay(self, inp: NotifyInput) -> None:
+        """Once the receiver has been down long enough, that is recorded too (once). The
+        times are the server's, so they hold on a time-skipping test server as well."""
+        info = activity.info()
+        first, now = info.scheduled_time, info.current_attempt_scheduled_time
+        if now - first < DELAY_RECORDED_AFTER:
+            return
+        # The same content on every later attempt, so the key records it once.
+        payload = {
+            "kind": inp.kind,
+            "since": first.isoformat(),
+            "after_seconds": int(DELAY_RECORDED_AFTER.total_seconds()),
+            "url": self.webhook_url,
+        }
+        key = inp.idempotency_key.removesuffix(":delivered") + ":delayed"
+        try:
+            await self._record(inp, "NotificationDelayed", payload, key)
+        except Exception as exc:  # the log may be down too; the next attempt tries again
+            log.warning("notify.delay_not_recorded", forum_id=inp.forum_id, error=str(exc))
+
+    async def _record(
+        self, inp: NotifyInput, type_: str, payload: dict[str, object], key: str
+    ) -> None:
+        event = EventSpec(
             stream=f"forum:{inp.forum_id}",
-            type="NotificationDelivered",
-            payload={
-                "kind": inp.kind,
-                "status": response.status_code,
-                "attempt": attempt,
-                "url": self.webhook_url,
-            },
+            type=type_,
+            payload=dict(payload),
             actor={"system": True, "role": "system", "workflow": activity.info().workflow_id},
             occurred_at=inp.occurred_at,
-            idempotency_key=inp.idempotency_key,
+            idempotency_key=key,
             metadata={"cycle_id": inp.cycle_id},
         )
-        await self.record_events(RecordInput(inp.log_id, [delivered]))
+        try:
+            await self.record_events(RecordInput(inp.log_id, [event]))
+        except ApplicationError as exc:
+            if exc.type != "Conflict":
+                raise
+            # Recorded by an earlier attempt that could not report back: once is enough.
+            log.info("notify.already_recorded", forum_id=inp.forum_id, type=type_)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang import __version__
 from musrenbang.api import commands, errors, reads
+from musrenbang.api.health import address_problem, health_checks
 from musrenbang.config import Settings
 from musrenbang.logging import get_logger
 
@@ -35,8 +36,9 @@ def create_app(
             app.state.engine = app_engine(settings)
             owned.append(app.state.engine)
         if temporal is None:
+            # Lazily: the API starts (and /health says so) while Temporal is still down.
             app.state.temporal = await Client.connect(
-                settings.temporal_target, namespace=settings.temporal_namespace
+                settings.temporal_target, namespace=settings.temporal_namespace, lazy=True
             )
         yield
         for eng in owned:
@@ -50,6 +52,16 @@ def create_app(
     )
     app.state.settings, app.state.engine, app.state.temporal = settings, engine, temporal
     errors.install(app)
+
+    @app.middleware("http")
+    async def clean_address(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # A NUL or a lone surrogate in the path or the query can reach no table.
+        problem = address_problem(request.scope.get("path", ""), request.query_params.multi_items())
+        if problem:
+            return JSONResponse({"error": "ValidationError", "detail": problem}, status_code=422)
+        return await call_next(request)
 
     @app.middleware("http")
     async def request_id(
@@ -72,8 +84,18 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
 
     @api.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+    async def health(request: Request) -> JSONResponse:
+        """PostgreSQL and Temporal, each checked within a bound; 503 names the one down."""
+        checks = await health_checks(request.app.state.engine, request.app.state.temporal)
+        down = [name for name, check in checks.items() if not check["ok"]]
+        body = {
+            "status": "ok" if not down else "unavailable",
+            "version": __version__,
+            **checks,
+        }
+        if down:
+            body["detail"] = f"{' and '.join(down)} did not answer"
+        return JSONResponse(body, status_code=503 if down else 200)
 
     api.include_router(commands.router)
     api.include_router(reads.router)

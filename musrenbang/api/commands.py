@@ -4,16 +4,19 @@ update id, so a retried request returns the first answer and writes nothing new.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
+from sqlalchemy import text
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from musrenbang.api.auth import CurrentActor, require
-from musrenbang.api.deps import SettingsDep, TemporalDep
+from musrenbang.api.deps import EngineDep, SettingsDep, TemporalDep
 from musrenbang.api.errors import ApiError
 from musrenbang.api.schemas import (
     CloseBody,
@@ -40,6 +43,8 @@ from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 
 router = APIRouter()
+# How long a person's request waits for its update before it is told to send it again.
+UPDATE_WAIT = 30.0
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -52,21 +57,59 @@ def _result(res: CommandResult) -> dict[str, Any]:
     return {"seqs": res.seqs, "proposal_ids": res.proposal_ids}
 
 
+async def run_update(
+    handle: WorkflowHandle[Any, Any], update: Any, req: Any, update_id: str
+) -> Any:
+    """Runs an update and waits for it, but never longer than UPDATE_WAIT: a person is
+    waiting. The update carries on; the same Idempotency-Key later returns its answer."""
+    try:
+        return await asyncio.wait_for(handle.execute_update(update, req, id=update_id), UPDATE_WAIT)
+    except TimeoutError:
+        raise ApiError(
+            503,
+            "Unavailable",
+            f"the request was not answered within {UPDATE_WAIT:.0f} s; send it again with the"
+            " same Idempotency-Key to get its answer",
+        ) from None
+
+
 async def _forum_command(
     client: Any,
-    cycle_id: str,
-    stage: str,
-    unit: str,
+    engine: Any,
+    path: tuple[str, str, str],
     update: Any,
     req: Any,
     key: str | None,
     actor: Any,
 ) -> dict[str, Any]:
     """Runs `update` on the forum; answers once its events are durable."""
-    res = await _forum(client, cycle_id, stage, unit).execute_update(
-        update, req, id=_update_id(key, actor.subject)
-    )
+    cycle_id, stage, unit = path
+    handle = _forum(client, cycle_id, stage, unit)
+    try:
+        res = await run_update(handle, update, req, _update_id(key, actor.subject))
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise await _not_running(engine, forum_id(cycle_id, stage, unit)) from None
     return _result(res)
+
+
+async def _not_running(engine: Any, fid: str) -> ApiError:
+    """Why a forum's workflow did not take a command: closed (409), never opened (404),
+    or stopped while the log says it is open (503, for an operator)."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status FROM read.forums WHERE forum_id = :f"), {"f": fid}
+            )
+        ).first()
+    if row is None:
+        return ApiError(404, "NotFound", f"the forum {fid} is not open (it never opened)")
+    if row.status == "closed":
+        return ApiError(409, "Conflict", f"the forum {fid} is closed")
+    return ApiError(
+        503, "Unavailable", f"the forum {fid} is {row.status} but its workflow is not running"
+    )
 
 
 def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[Any, Any]:
@@ -134,9 +177,14 @@ async def submit_pokir(
     require(actor, Role.DPRD, Role.ADMIN)
     req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
     handle = client.get_workflow_handle(f"cycle-{cycle_id}")
-    res = await handle.execute_update(
-        CycleWorkflow.submit_pokir, req, id=_update_id(key, actor.subject)
-    )
+    try:
+        res = await run_update(
+            handle, CycleWorkflow.submit_pokir, req, _update_id(key, actor.subject)
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise ApiError(409, "Conflict", f"the cycle {cycle_id} is not running") from None
     return _result(res)
 
 
@@ -148,13 +196,14 @@ async def submit(
     body: SubmitBody,
     actor: CurrentActor,
     client: TemporalDep,
+    engine: EngineDep,
     key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Submits usulan to the forum that takes them (the first stage of the template)."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
     req = SubmitRequest(actor, [d.model_dump() for d in body.proposals])
     return await _forum_command(
-        client, cycle_id, stage, unit, ForumWorkflow.submit, req, key, actor
+        client, engine, (cycle_id, stage, unit), ForumWorkflow.submit, req, key, actor
     )
 
 
@@ -166,13 +215,14 @@ async def decide(
     body: DecideBody,
     actor: CurrentActor,
     client: TemporalDep,
+    engine: EngineDep,
     key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """A batch of decisions, recorded all together or not at all."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
     req = DecideRequest(actor, [d.model_dump() for d in body.decisions])
     return await _forum_command(
-        client, cycle_id, stage, unit, ForumWorkflow.decide, req, key, actor
+        client, engine, (cycle_id, stage, unit), ForumWorkflow.decide, req, key, actor
     )
 
 
@@ -184,6 +234,7 @@ async def close(
     body: CloseBody,
     actor: CurrentActor,
     client: TemporalDep,
+    engine: EngineDep,
     key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Closes the forum with its Berita Acara; accepted usulan go on to the next stage."""
@@ -195,7 +246,9 @@ async def close(
             ba.tanggal.isoformat(), ba.tempat, ba.peserta, ba.penandatangan, ba.catatan, ba.perkada
         ),
     )
-    return await _forum_command(client, cycle_id, stage, unit, ForumWorkflow.close, req, key, actor)
+    return await _forum_command(
+        client, engine, (cycle_id, stage, unit), ForumWorkflow.close, req, key, actor
+    )
 
 
 @router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/deadline")
@@ -206,6 +259,7 @@ async def extend(
     body: DeadlineBody,
     actor: CurrentActor,
     client: TemporalDep,
+    engine: EngineDep,
     key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Moves the forum's deadline (the level above)."""
@@ -214,5 +268,5 @@ async def extend(
         raise ApiError(422, "ValidationError", "new_deadline needs a time zone, e.g. +07:00")
     req = ExtendRequest(actor, body.new_deadline.isoformat(), body.reason)
     return await _forum_command(
-        client, cycle_id, stage, unit, ForumWorkflow.extend, req, key, actor
+        client, engine, (cycle_id, stage, unit), ForumWorkflow.extend, req, key, actor
     )

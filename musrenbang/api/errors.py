@@ -13,6 +13,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from musrenbang.domain.errors import Conflict, Forbidden, NotFound, Refused
 from musrenbang.events.errors import EventLogError
 from musrenbang.logging import get_logger
 
@@ -43,16 +44,28 @@ def _validation_sentence(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is not valid"
 
 
+# The one table from a refusal's kind (domain/errors.py, carried as the type of an
+# ApplicationError) to an HTTP status. Nothing reads a message to pick a status.
+STATUS_OF_REFUSAL: dict[str, int] = {
+    Refused.kind: 422,
+    Forbidden.kind: 403,
+    Conflict.kind: 409,
+    NotFound.kind: 404,
+}
+
+
+def refusal(kind: str | None, detail: str) -> ApiError:
+    """The answer to a refusal of `kind`; an unknown kind is the plain 422 refusal."""
+    if kind in STATUS_OF_REFUSAL:
+        return ApiError(STATUS_OF_REFUSAL[kind], kind, detail)
+    return ApiError(422, Refused.kind, detail)
+
+
 def update_failure(exc: WorkflowUpdateFailedError) -> ApiError:
-    """A refused command: the validator's sentence, with the status its kind calls for."""
+    """A refused command: the rule's sentence, with the status its kind calls for."""
     cause: Any = exc.cause
     message = getattr(cause, "message", None) or str(cause)
-    kind = getattr(cause, "type", None) or ""
-    if kind == "PermissionError":
-        return ApiError(403, "Forbidden", message)
-    if "closed" in message or "already" in message:
-        return ApiError(409, "Conflict", message)
-    return ApiError(422, "Refused", message)
+    return refusal(getattr(cause, "type", None), message)
 
 
 def install(app: FastAPI) -> None:
@@ -83,7 +96,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApplicationError)
     async def _app_error(_: Request, exc: ApplicationError) -> JSONResponse:
-        return _body(422, "Refused", exc.message)
+        err = refusal(exc.type, exc.message)
+        return _body(err.status, err.kind, err.detail)
+
+    @app.exception_handler(Refused)
+    async def _refusal(_: Request, exc: Refused) -> JSONResponse:
+        err = refusal(exc.kind, exc.detail)
+        return _body(err.status, err.kind, err.detail)
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:

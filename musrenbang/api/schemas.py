@@ -5,14 +5,30 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from musrenbang.domain.text import first_bad_text
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CycleCreate(Strict):
+class Body(Strict):
+    """A whole request body: before any field is read, every text nested in it (keys and
+    values, `changes` and `berita_acara` too) is checked for what the log cannot hold."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _texts_the_log_can_hold(cls, data: Any) -> Any:
+        found = first_bad_text(data)
+        if found:
+            where, problem = found
+            raise ValueError(f"{where or 'the body'} {problem}")
+        return data
+
+
+class CycleCreate(Body):
     region: str = Field(pattern=r"^\d{2}\.\d{2}$", examples=["36.71"])
     year: int = Field(ge=2024, le=2100, examples=[2028])
     template: Literal["default", "tanpa-kelurahan", "sipd"] = "default"
@@ -44,11 +60,11 @@ class Draft(Strict):
     proposal_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
 
-class SubmitBody(Strict):
+class SubmitBody(Body):
     proposals: list[Draft] = Field(min_length=1, max_length=5000)
 
 
-class PokirBody(Strict):
+class PokirBody(Body):
     dapil: str = Field(min_length=1, max_length=100)
     proposals: list[Draft] = Field(min_length=1, max_length=500)
 
@@ -76,7 +92,7 @@ class DecisionBody(Strict):
     sub_kegiatan: str | None = Field(default=None, max_length=40)
 
 
-class DecideBody(Strict):
+class DecideBody(Body):
     decisions: list[DecisionBody] = Field(min_length=1, max_length=10000)
 
 
@@ -89,10 +105,10 @@ class BeritaAcaraBody(Strict):
     perkada: str | None = Field(default=None, max_length=200)
 
 
-class CloseBody(Strict):
+class CloseBody(Body):
     berita_acara: BeritaAcaraBody
 
 
-class DeadlineBody(Strict):
+class DeadlineBody(Body):
     new_deadline: datetime
     reason: str = Field(min_length=3, max_length=1000)

@@ -4,7 +4,7 @@ become. Pure: the forum workflow keeps a `ForumBook` and asks it."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -92,6 +92,19 @@ class ForumBook:
 
     def forwarded(self) -> list[str]:
         return [pid for pid, e in self.entries.items() if e.outcome in FORWARDING]
+
+    def snapshot(self, decisions: list[Decision]) -> dict[str, Entry]:
+        """Copies of the entries `decisions` may change, for :meth:`restore`."""
+        touched = {d.proposal_id for d in decisions} | {d.into for d in decisions if d.into}
+        return {
+            pid: replace(self.entries[pid], details=dict(self.entries[pid].details))
+            for pid in touched
+            if pid in self.entries
+        }
+
+    def restore(self, saved: dict[str, Entry]) -> None:
+        """Puts back what :meth:`snapshot` copied (the batch could not be recorded)."""
+        self.entries.update(saved)
 
     def check(self, decisions: list[Decision], known_opds: frozenset[str]) -> list[str]:
         """Every reason the batch is refused (empty: it may be recorded). A batch is

@@ -46,7 +46,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from musrenbang.domain.records import State
 from musrenbang.events.canonical import format_timestamp
 from musrenbang.events.db import conninfo, driver_connection
-from musrenbang.events.errors import EventLogError, IdempotencyConflict, VersionConflict
+from musrenbang.events.errors import (
+    Contention,
+    EventLogError,
+    IdempotencyConflict,
+    VersionConflict,
+)
 from musrenbang.events.model import Appended, NewEvent
 from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan, split_stream
 
@@ -190,7 +195,7 @@ async def append_events(
     async with driver.transaction():
         if await batch.run(driver, again=True):
             return batch.results()
-    raise EventLogError(f"log {log_id}: the streams of this batch kept changing; try again")
+    raise Contention(f"log {log_id}: the streams of this batch kept changing; try again")
 
 
 class _Batch:

@@ -39,7 +39,8 @@ def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
-        connect_args={"options": "-c timezone=UTC"},
+        # A server that hangs (not one that refuses) must not hold a request for ever.
+        connect_args={"options": "-c timezone=UTC", "connect_timeout": 10},
     )
 
 

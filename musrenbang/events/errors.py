@@ -27,3 +27,7 @@ class VersionConflict(EventLogError):
 
 class InvalidEvent(EventLogError):
     """An event could not be encoded (e.g. a float that is not finite, a naive timestamp)."""
+
+
+class Contention(EventLogError):
+    """The streams of a batch kept changing under it: the same append may succeed later."""

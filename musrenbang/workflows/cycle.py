@@ -15,7 +15,9 @@ from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from musrenbang.domain.errors import Conflict, Forbidden, Refused
     from musrenbang.domain.stages import POKIR_STAGE, STAGES, Level, forum_id
+    from musrenbang.domain.text import check_texts
     from musrenbang.workflows.contracts import (
         CommandResult,
         CycleInput,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         route_opd,
         validate_draft,
     )
+    from musrenbang.workflows.refusals import refusals
 
 
 LATE_OPENING_SPAN = timedelta(days=7)
@@ -228,10 +231,15 @@ class CycleWorkflow:
 
     @workflow.update
     async def submit_pokir(self, req: PokirRequest) -> CommandResult:
+        with refusals():
+            return await self._submit_pokir(req)
+
+    async def _submit_pokir(self, req: PokirRequest) -> CommandResult:
         async with self.lock:
             self._check_pokir(req)
             events, ids = [], []
             late: dict[str | None, list[Incoming]] = {}
+            held: list[Incoming] = []
             for draft in drafts(req.proposals):
                 pid = draft.proposal_id or str(workflow.uuid4())
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
@@ -254,10 +262,12 @@ class CycleWorkflow:
                 if opd in self.started[self.inp.stages.index(POKIR_STAGE)]:
                     late.setdefault(opd, []).append(item)
                 else:
-                    self.pokir.setdefault(opd or "", []).append(item)
+                    held.append(item)
                 ids.append(pid)
             info = workflow.current_update_info()
             seqs = await self.rec.record(events, f"update:{info.id if info else 'pokir'}")
+            for item in held:  # only once recorded: a refused append leaves nothing held
+                self.pokir.setdefault(item.opd or "", []).append(item)
             for opd, items in late.items():
                 handle = workflow.get_external_workflow_handle(
                     f"forum-{forum_id(self.inp.cycle_id, POKIR_STAGE, opd or '')}"
@@ -267,25 +277,27 @@ class CycleWorkflow:
 
     @submit_pokir.validator
     def _validate_pokir(self, req: PokirRequest) -> None:
-        self._check_pokir(req)
+        with refusals():
+            self._check_pokir(req)
 
     def _check_pokir(self, req: PokirRequest) -> None:
+        check_texts({"dapil": req.dapil, "fraksi": req.actor.fraksi or ""})
         if req.actor.role not in ("dprd", "admin"):
-            raise PermissionError("only DPRD members submit pokir")
+            raise Forbidden("only DPRD members submit pokir")
         if POKIR_STAGE not in self.inp.stages:
-            raise ValueError("this cycle's template has no Forum PD")
+            raise Refused("this cycle's template has no Forum PD")
         if not self.pokir_open:
-            raise ValueError(f"pokir are frozen since {self.inp.pokir_deadline}")
+            raise Conflict(f"pokir are frozen since {self.inp.pokir_deadline}")
         if not req.proposals or not req.dapil.strip():
-            raise ValueError("pokir need the dapil and at least one usulan")
+            raise Refused("pokir need the dapil and at least one usulan")
         pd = self.inp.stages.index(POKIR_STAGE)
         for n, draft in enumerate(drafts(req.proposals), start=1):
             problem = validate_draft(draft, self.inp.opds)
             if problem:
-                raise ValueError(f"pokir {n}: {problem}")
+                raise Refused(f"pokir {n}: {problem}")
             opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
             if opd in self.closed[pd]:
-                raise ValueError(f"pokir {n}: the Forum PD of {opd} has already closed")
+                raise Conflict(f"pokir {n}: the Forum PD of {opd} has already closed")
 
     @workflow.query
     def view(self) -> CycleView:

@@ -14,13 +14,15 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.access import Actor, escalation_target, may_decide, may_extend
     from musrenbang.domain.calendar import WIB, add_working_days, end_of_day, holidays_from
     from musrenbang.domain.decisions import Decision, Entry, ForumBook
+    from musrenbang.domain.errors import Conflict, Forbidden, Refused
     from musrenbang.domain.stages import Level, forum_id
+    from musrenbang.domain.text import check_texts
     from musrenbang.workflows.contracts import (
         ActorRef,
         CloseRequest,
@@ -34,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitRequest,
     )
     from musrenbang.workflows.recording import (
+        Notice,
         Recorder,
         draft_details,
         drafts,
@@ -42,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         route_opd,
         validate_draft,
     )
+    from musrenbang.workflows.refusals import refusal_of, refusals
 
 
 @workflow.defn
@@ -103,7 +107,21 @@ class ForumWorkflow:
             async with self.lock:
                 if self.status == "closed" or self.deadline != marker:
                     continue
-                await action(sent)
+                notice = await self._run_timer(action, sent)
+            if notice is not None:  # delivered outside the lock, by a workflow of its own
+                await self.rec.send(notice)
+
+    async def _run_timer(self, action: Any, sent: set[tuple[str, int]]) -> Notice | None:
+        try:
+            result: Notice | None = await action(sent)
+            return result
+        except ActivityError as exc:
+            refusal = refusal_of(exc)
+            if refusal is None:
+                raise
+            # The log refused the system's own record for good; the forum carries on.
+            workflow.logger.error("forum.timer_refused", extra={"detail": refusal.detail})
+            return None
 
     def _next_due(self, sent: set[tuple[str, int]]) -> tuple[datetime, Any]:
         key = self.deadline.isoformat()
@@ -123,7 +141,7 @@ class ForumWorkflow:
         )
         return grace_end, self._auto_close
 
-    async def _remind(self, sent: set[tuple[str, int]], hours: int) -> None:
+    async def _remind(self, sent: set[tuple[str, int]], hours: int) -> Notice:
         sent.add((self.deadline.isoformat(), hours))
         undecided = len(self.book.undecided())
         payload = {"deadline": _iso(self.deadline), "hours_left": hours, "undecided": undecided}
@@ -131,7 +149,7 @@ class ForumWorkflow:
             [self.rec.forum_event("DeadlineReminderSent", payload, system=True)],
             f"reminder:{_iso(self.deadline)}:{hours}",
         )
-        await self.rec.notify(
+        return self.rec.notice(
             "reminder",
             f"{self.inp.stage} {self.inp.unit}: tenggat {hours} jam lagi,"
             f" {undecided} usulan belum diputuskan",
@@ -139,7 +157,7 @@ class ForumWorkflow:
             f"reminder:{_iso(self.deadline)}:{hours}",
         )
 
-    async def _escalate(self, sent: set[tuple[str, int]]) -> None:
+    async def _escalate(self, sent: set[tuple[str, int]]) -> Notice:
         self.status = "overdue"
         self.escalated_to = escalation_target(self.level, self.inp.unit, self.inp.city)
         key = f"deadline:{_iso(self.deadline)}"
@@ -152,7 +170,7 @@ class ForumWorkflow:
             ],
             key,
         )
-        await self.rec.notify(
+        return self.rec.notice(
             "escalation",
             f"{self.inp.stage} {self.inp.unit} melewati tenggat; dieskalasi ke {self.escalated_to}",
             raised,
@@ -188,142 +206,179 @@ class ForumWorkflow:
         await self.rec.record(events, f"autoclose:{_iso(self.deadline)}")
 
     # -- updates ----------------------------------------------------------------------
+    # Each handler checks again under the lock (another update may have changed the forum
+    # since its validator ran), records, and only then changes what the forum holds, so
+    # a refusal at any point leaves the forum as it was.
 
     @workflow.update
     async def submit(self, req: SubmitRequest) -> CommandResult:
-        async with self.lock:
-            self._authorize(req.actor)
-            events, ids = [], []
-            for draft in drafts(req.proposals):
-                pid = draft.proposal_id or str(workflow.uuid4())
-                opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
-                details = draft_details(draft, opd)
-                details.setdefault("kelurahan", self.inp.unit)
-                self.book.entries[pid] = Entry(draft.cost, opd, "musrenbang", None, details)
-                payload = {
-                    "proposal_id": pid,
-                    "cycle_id": self.inp.cycle_id,
-                    "stage": self.inp.stage,
-                    "unit": self.inp.unit,
-                    "kind": "musrenbang",
-                    "details": details,
-                    "proposer": draft.pengusul,
-                }
-                events.append(self.rec.proposal_event(pid, "ProposalSubmitted", payload, req.actor))
-                ids.append(pid)
-            seqs = await self.rec.record(events, _update_key())
-            return CommandResult(seqs, ids)
+        with refusals():
+            async with self.lock:
+                self._check_submit(req)
+                events, ids, entries = [], [], {}
+                for draft in drafts(req.proposals):
+                    pid = draft.proposal_id or str(workflow.uuid4())
+                    opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
+                    details = draft_details(draft, opd)
+                    details.setdefault("kelurahan", self.inp.unit)
+                    entries[pid] = Entry(draft.cost, opd, "musrenbang", None, details)
+                    payload = {
+                        "proposal_id": pid,
+                        "cycle_id": self.inp.cycle_id,
+                        "stage": self.inp.stage,
+                        "unit": self.inp.unit,
+                        "kind": "musrenbang",
+                        "details": details,
+                        "proposer": draft.pengusul,
+                    }
+                    events.append(
+                        self.rec.proposal_event(pid, "ProposalSubmitted", payload, req.actor)
+                    )
+                    ids.append(pid)
+                seqs = await self.rec.record(events, _update_key())
+                self.book.entries.update(entries)
+                return CommandResult(seqs, ids)
 
     @submit.validator
     def _validate_submit(self, req: SubmitRequest) -> None:
+        with refusals():
+            self._check_submit(req)
+
+    def _check_submit(self, req: SubmitRequest) -> None:
         self._authorize(req.actor)
         if not self.inp.intake:
-            raise ValueError(f"usulan are not submitted at the {self.inp.stage} forum")
+            raise Refused(f"usulan are not submitted at the {self.inp.stage} forum")
         if not req.proposals:
-            raise ValueError("no usulan in the request")
+            raise Refused("no usulan in the request")
+        seen: set[str] = set()
         for n, draft in enumerate(drafts(req.proposals), start=1):
             problem = validate_draft(draft, self.inp.opds)
             if problem:
-                raise ValueError(f"usulan {n}: {problem}")
-            if draft.proposal_id and draft.proposal_id in self.book.entries:
-                raise ValueError(f"usulan {n}: id {draft.proposal_id} is already submitted")
+                raise Refused(f"usulan {n}: {problem}")
+            if draft.proposal_id and (
+                draft.proposal_id in self.book.entries or draft.proposal_id in seen
+            ):
+                raise Conflict(f"usulan {n}: id {draft.proposal_id} is already submitted")
+            if draft.proposal_id:
+                seen.add(draft.proposal_id)
 
     @workflow.update
     async def decide(self, req: DecideRequest) -> CommandResult:
-        async with self.lock:
-            decisions = self._check_decisions(req)
-            events = [
-                self.rec.proposal_event(pid, etype, {**payload}, req.actor)
-                for pid, etype, payload in self.book.apply(decisions)
-            ]
-            return CommandResult(await self.rec.record(events, _update_key()))
+        with refusals():
+            async with self.lock:
+                decisions = self._check_decisions(req)
+                saved = self.book.snapshot(decisions)
+                try:
+                    events = [
+                        self.rec.proposal_event(pid, etype, {**payload}, req.actor)
+                        for pid, etype, payload in self.book.apply(decisions)
+                    ]
+                    return CommandResult(await self.rec.record(events, _update_key()))
+                except BaseException:
+                    self.book.restore(saved)
+                    raise
 
     @decide.validator
     def _validate_decide(self, req: DecideRequest) -> None:
-        self._check_decisions(req)
+        with refusals():
+            self._check_decisions(req)
 
     def _check_decisions(self, req: DecideRequest) -> list[Decision]:
         self._authorize(req.actor)
         if not req.decisions:
-            raise ValueError("no decisions in the request")
+            raise Refused("no decisions in the request")
+        check_texts(req.decisions, "decisions")
         try:
             decisions = [Decision(**d) for d in req.decisions]
         except TypeError as exc:
-            raise ValueError(f"a decision has a field this forum does not know: {exc}") from None
+            raise Refused(f"a decision has a field this forum does not know: {exc}") from None
         problems = self.book.check(decisions, frozenset(self.inp.opds))
         if problems:
-            raise ValueError("; ".join(problems[:20]))
+            raise Refused("; ".join(problems[:20]))
         return decisions
 
     @workflow.update
     async def close(self, req: CloseRequest) -> CommandResult:
-        async with self.lock:
-            self._check_close(req)
-            ba = plain(req.berita_acara)
-            events = [
-                self.rec.forum_event(
-                    "ForumClosed", {"berita_acara": ba, **self._closing_summary()}, req.actor
-                ),
-                *self._forward_events(actor=req.actor),
-            ]
-            self.status, self.closed_by = "closed", req.actor.subject
-            self.perkada = req.berita_acara.perkada
-            return CommandResult(await self.rec.record(events, _update_key()))
+        with refusals():
+            async with self.lock:
+                self._check_close(req)
+                ba = plain(req.berita_acara)
+                events = [
+                    self.rec.forum_event(
+                        "ForumClosed", {"berita_acara": ba, **self._closing_summary()}, req.actor
+                    ),
+                    *self._forward_events(actor=req.actor),
+                ]
+                # Closed before the append, so the deadline timers stop in the same step
+                # (histories depend on that order); put back if the append is refused.
+                before = self.status, self.closed_by, self.perkada
+                self.status, self.closed_by = "closed", req.actor.subject
+                self.perkada = req.berita_acara.perkada
+                try:
+                    return CommandResult(await self.rec.record(events, _update_key()))
+                except BaseException:
+                    self.status, self.closed_by, self.perkada = before
+                    raise
 
     @close.validator
     def _validate_close(self, req: CloseRequest) -> None:
-        self._check_close(req)
+        with refusals():
+            self._check_close(req)
 
     def _check_close(self, req: CloseRequest) -> None:
         self._authorize(req.actor)
         ba = req.berita_acara
+        check_texts(plain(ba), "berita_acara")
         if not ba.tempat.strip() or ba.peserta < 1 or not ba.penandatangan:
-            raise ValueError("the Berita Acara needs a place, attendance and signatories")
+            raise Refused("the Berita Acara needs a place, attendance and signatories")
         try:
             date.fromisoformat(ba.tanggal)
         except ValueError:
-            raise ValueError("berita_acara.tanggal must be a date (YYYY-MM-DD)") from None
+            raise Refused("berita_acara.tanggal must be a date (YYYY-MM-DD)") from None
         if self.inp.next_stage is None and not (ba.perkada and ba.perkada.strip()):
-            raise ValueError("adopting the RKPD needs the number of the Perkada")
+            raise Refused("adopting the RKPD needs the number of the Perkada")
         undecided = self.book.undecided()
         if undecided:
-            raise ValueError(
+            raise Refused(
                 f"{len(undecided)} usulan are still undecided (e.g. {', '.join(undecided[:3])})"
             )
 
     @workflow.update
     async def extend(self, req: ExtendRequest) -> CommandResult:
-        async with self.lock:
-            new = self._check_extend(req)
-            payload = {
-                "old_deadline": _iso(self.deadline),
-                "new_deadline": _iso(new),
-                "reason": req.reason,
-            }
-            seqs = await self.rec.record(
-                [self.rec.forum_event("DeadlineExtended", payload, req.actor)], _update_key()
-            )
-            self.deadline, self.status = new, "open"
-            return CommandResult(seqs)
+        with refusals():
+            async with self.lock:
+                new = self._check_extend(req)
+                payload = {
+                    "old_deadline": _iso(self.deadline),
+                    "new_deadline": _iso(new),
+                    "reason": req.reason,
+                }
+                seqs = await self.rec.record(
+                    [self.rec.forum_event("DeadlineExtended", payload, req.actor)], _update_key()
+                )
+                self.deadline, self.status = new, "open"
+                return CommandResult(seqs)
 
     @extend.validator
     def _validate_extend(self, req: ExtendRequest) -> None:
-        self._check_extend(req)
+        with refusals():
+            self._check_extend(req)
 
     def _check_extend(self, req: ExtendRequest) -> datetime:
         actor = Actor(req.actor.subject, req.actor.role, req.actor.jurisdiction)
         if not may_extend(actor, self.level, self.inp.unit, self.inp.city):
-            raise PermissionError(f"{req.actor.subject} may not extend this forum's deadline")
+            raise Forbidden(f"{req.actor.subject} may not extend this forum's deadline")
         if self.status == "closed":
-            raise ValueError("the forum is closed")
+            raise Conflict(f"the forum {self.id} is closed")
+        check_texts({"reason": req.reason, "new_deadline": req.new_deadline})
         if not req.reason.strip():
-            raise ValueError("an extension needs a reason")
+            raise Refused("an extension needs a reason")
         try:
             new = _parse(req.new_deadline)
         except ValueError:
-            raise ValueError("new_deadline must be an ISO-8601 timestamp with a zone") from None
+            raise Refused("new_deadline must be an ISO-8601 timestamp with a zone") from None
         if new <= workflow.now() or new <= self.deadline:
-            raise ValueError("the new deadline must be later than the current one and than now")
+            raise Refused("the new deadline must be later than the current one and than now")
         return new
 
     @workflow.signal
@@ -350,10 +405,10 @@ class ForumWorkflow:
 
     def _authorize(self, ref: ActorRef) -> None:
         if self.status == "closed":
-            raise ValueError("the forum is closed")
+            raise Conflict(f"the forum {self.id} is closed")
         actor = Actor(ref.subject, ref.role, ref.jurisdiction)
         if not may_decide(actor, self.level, self.inp.unit, self.inp.city, self.escalated_to):
-            raise PermissionError(
+            raise Forbidden(
                 f"{ref.subject} ({ref.role}, {ref.jurisdiction}) may not act on {self.id}"
             )
 

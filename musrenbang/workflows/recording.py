@@ -4,17 +4,22 @@ the update (or timer) that caused them, so a retried activity never writes twice
 
 from __future__ import annotations
 
-from dataclasses import fields
+import contextlib
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.access import system_actor
+    from musrenbang.domain.errors import Refused
     from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
     from musrenbang.domain.stages import Level
+    from musrenbang.domain.text import first_bad_text
     from musrenbang.workflows.contracts import (
         ActorRef,
         EventSpec,
@@ -26,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
 # Far below Temporal's 2 MB payload limit even for long payloads.
 CHUNK = 500
 RECORD_TIMEOUT = timedelta(seconds=60)
+NOTIFY_BY_CHILD = "notify-by-child-workflow"
+# Only for histories from before NOTIFY_BY_CHILD; new notices use NotificationWorkflow.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -125,10 +132,9 @@ class Recorder:
             )
         return seqs
 
-    async def notify(self, kind: str, message: str, details: dict[str, Any], cause: str) -> None:
-        """Delivers a reminder or escalation to the webhook (retried), and records that."""
-        await workflow.execute_activity(
-            "notify",
+    def notice(self, kind: str, message: str, details: dict[str, Any], cause: str) -> Notice:
+        """A reminder or escalation to deliver once the caller has let go of its lock."""
+        return Notice(
             NotifyInput(
                 self.log_id,
                 self.owner_id,
@@ -138,10 +144,35 @@ class Recorder:
                 details,
                 f"{workflow.info().workflow_id}:{cause}:delivered",
                 workflow.now().isoformat(),
-            ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=NOTIFY_RETRY,
+            )
         )
+
+    async def send(self, notice: Notice) -> None:
+        """Hands the notice to its own NotificationWorkflow and returns: the forum never
+        waits on the webhook. Histories recorded before that path existed delivered it
+        here, in the forum, and replay that way."""
+        inp = notice.inp
+        if not workflow.patched(NOTIFY_BY_CHILD):
+            await workflow.execute_activity(
+                "notify",
+                inp,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+            return
+        # Already started: handed over before (the forum was reset and replays its timers).
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                "NotificationWorkflow",
+                inp,
+                id=f"notify-{inp.idempotency_key.removesuffix(':delivered')}",
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+
+
+@dataclass
+class Notice:
+    inp: NotifyInput
 
 
 def plain(obj: Any) -> dict[str, Any]:
@@ -157,7 +188,7 @@ def drafts(rows: list[dict[str, Any]]) -> list[ProposalDraft]:
         try:
             out.append(ProposalDraft(**row))
         except TypeError as exc:
-            raise ValueError(f"usulan {n}: {exc}") from None
+            raise Refused(f"usulan {n}: {exc}") from None
     return out
 
 
@@ -188,6 +219,9 @@ def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
 
 def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
     """Why a submitted usulan is refused, or None."""
+    bad = first_bad_text(plain(draft))
+    if bad:
+        return f"{bad[0]} {bad[1]}"
     if not draft.masalah.strip() or not draft.gagasan.strip():
         return "masalah and gagasan are required"
     if isinstance(draft.cost, bool) or not isinstance(draft.cost, int) or draft.cost <= 0:

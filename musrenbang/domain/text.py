@@ -1,0 +1,62 @@
+"""Text that the log can hold. PostgreSQL text refuses NUL, UTF-8 cannot encode a lone
+surrogate, and other C0 control characters have no place in a planning record; every
+text taken from outside is checked here, at the API and again in the workflow."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from musrenbang.domain.errors import Refused
+
+# Tab, line feed and carriage return are ordinary in minutes and addresses.
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+MAX_DEPTH = 12
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be recorded, or None."""
+    for ch in value:
+        code = ord(ch)
+        if code == 0:
+            return "holds a NUL character"
+        if 0xD800 <= code <= 0xDFFF:
+            return "holds a lone surrogate (not valid Unicode)"
+        if (code < 0x20 and ch not in _ALLOWED_CONTROLS) or code == 0x7F:
+            return f"holds the control character U+{code:04X}"
+    return None
+
+
+def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, str]]:
+    if depth > MAX_DEPTH:
+        yield path, f"nests deeper than {MAX_DEPTH} levels"
+        return
+    if isinstance(value, str):
+        problem = text_problem(value)
+        if problem:
+            yield path, problem
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str):
+                problem = text_problem(key)
+                if problem:
+                    yield where, f"is a key that {problem}"
+                    continue
+            yield from _walk(item, where, depth + 1)
+    elif isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            yield from _walk(item, f"{path}[{n}]", depth + 1)
+
+
+def first_bad_text(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first (field path, problem) among every text nested in `value`, or None."""
+    return next(_walk(value, path, 0), None)
+
+
+def check_texts(value: Any, path: str = "") -> None:
+    """Raises `Refused` naming the first field whose text cannot be recorded."""
+    found = first_bad_text(value, path)
+    if found:
+        where, problem = found
+        raise Refused(f"{where or 'the request'} {problem}")
