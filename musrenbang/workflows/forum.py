@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
     from musrenbang.domain.stages import Level, forum_id
     from musrenbang.domain.text import check_texts
+    from musrenbang.workflows import search
     from musrenbang.workflows.contracts import (
         ActorRef,
         CloseRequest,
@@ -71,6 +72,7 @@ class ForumWorkflow:
 
     @workflow.run
     async def run(self, inp: ForumInput) -> ForumResult:
+        self._publish()
         async with self.lock:
             await self.rec.record(
                 [self.rec.forum_event("ForumOpened", self._opened_payload())], "opened"
@@ -160,6 +162,7 @@ class ForumWorkflow:
     async def _escalate(self, sent: set[tuple[str, int]]) -> Notice:
         self.status = "overdue"
         self.escalated_to = escalation_target(self.level, self.inp.unit, self.inp.city)
+        self._publish()
         key = f"deadline:{_iso(self.deadline)}"
         missed = {"deadline": _iso(self.deadline), "undecided": len(self.book.undecided())}
         raised = {"to": self.escalated_to, "deadline": _iso(self.deadline)}
@@ -203,6 +206,7 @@ class ForumWorkflow:
         events.append(self.rec.forum_event("ForumAutoClosed", payload, system=True))
         events.extend(self._forward_events(system=True))
         self.status, self.closed_by = "closed", "system"
+        self._publish()
         await self.rec.record(events, f"autoclose:{_iso(self.deadline)}")
 
     # -- updates ----------------------------------------------------------------------
@@ -315,10 +319,12 @@ class ForumWorkflow:
                 self.status, self.closed_by = "closed", req.actor.subject
                 self.perkada = req.berita_acara.perkada
                 try:
-                    return CommandResult(await self.rec.record(events, _update_key()))
+                    seqs = await self.rec.record(events, _update_key())
                 except BaseException:
                     self.status, self.closed_by, self.perkada = before
                     raise
+                self._publish()
+                return CommandResult(seqs)
 
     @close.validator
     def _validate_close(self, req: CloseRequest) -> None:
@@ -357,6 +363,7 @@ class ForumWorkflow:
                     [self.rec.forum_event("DeadlineExtended", payload, req.actor)], _update_key()
                 )
                 self.deadline, self.status = new, "open"
+                self._publish()
                 return CommandResult(seqs)
 
     @extend.validator
@@ -411,6 +418,16 @@ class ForumWorkflow:
             raise Forbidden(
                 f"{ref.subject} ({ref.role}, {ref.jurisdiction}) may not act on {self.id}"
             )
+
+    def _publish(self) -> None:
+        search.publish(
+            region=self.inp.city,
+            cycle=self.inp.cycle_id,
+            status=self.status,
+            stage=self.inp.stage,
+            unit=self.inp.unit,
+            deadline=self.deadline,
+        )
 
     def _opened_payload(self) -> dict[str, Any]:
         return {

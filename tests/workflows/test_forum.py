@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -150,13 +151,18 @@ async def test_escalation_lets_the_level_above_act_and_extend(
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []  # noqa: RUF012 - shared with the test on purpose
+    """A receiver that can be down: while `down`, every POST gets 503."""
+
+    received: list[tuple[dict[str, Any], int]] = []  # noqa: RUF012 - shared with the test
+    down = False
+    fail_first = True
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Hook.received.append(body)
-        first_try = sum(r["key"] == body["key"] for r in _Hook.received) == 1
-        self.send_response(503 if first_try else 204)
+        first_try = not any(r["key"] == body["key"] for r, _ in _Hook.received)
+        status = 503 if _Hook.down or (first_try and _Hook.fail_first) else 204
+        _Hook.received.append((body, status))
+        self.send_response(status)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
@@ -166,11 +172,27 @@ class _Hook(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook() -> Iterator[str]:
     server = HTTPServer(("127.0.0.1", 0), _Hook)
-    _Hook.received = []
+    _Hook.received, _Hook.down, _Hook.fail_first = [], False, True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/hook"
     server.shutdown()
+
+
+async def _recorded(engine: AsyncEngine, type_: str) -> list[dict[str, Any]]:
+    return [r.payload for r in await _events(engine) if r.type == type_]
+
+
+async def _until_recorded(
+    env: WorkflowEnvironment, engine: AsyncEngine, type_: str, count: int
+) -> list[dict[str, Any]]:
+    """Lets server time pass (in minutes) until `count` events of `type_` are in the log."""
+    for _ in range(200):
+        found = await _recorded(engine, type_)
+        if len(found) >= count:
+            return found
+        await env.sleep(timedelta(minutes=5))
+    raise AssertionError(f"{type_} never reached {count}: {await _recorded(engine, type_)}")
 
 
 async def test_reminders_and_escalations_reach_the_webhook_with_retries(
@@ -180,10 +202,57 @@ async def test_reminders_and_escalations_reach_the_webhook_with_retries(
     async with build_worker(env.client, task_queue, engine, webhook):
         forum = await _start(env, task_queue, reminder_hours=[24])
         await forum.result()
-    kinds = [r["kind"] for r in _Hook.received]
-    assert kinds == ["reminder", "reminder", "escalation", "escalation"], "each first try fails"
-    delivered = [r.payload for r in await _events(engine) if r.type == "NotificationDelivered"]
-    assert [(d["kind"], d["attempt"], d["status"]) for d in delivered] == [
-        ("reminder", 2, 204),
+        delivered = await _until_recorded(env, engine, "NotificationDelivered", 2)
+    answered = [(r["kind"], status) for r, status in _Hook.received]
+    assert sorted(answered) == [
+        ("escalation", 204),
+        ("escalation", 503),
+        ("reminder", 204),
+        ("reminder", 503),
+    ], "each notice's first try fails, the second arrives"
+    assert sorted((d["kind"], d["attempt"], d["status"]) for d in delivered) == [
         ("escalation", 2, 204),
+        ("reminder", 2, 204),
     ]
+
+
+async def test_a_receiver_down_for_days_blocks_nothing_and_gets_each_notice_once(
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str, webhook: str
+) -> None:
+    env = time_skipping_env
+    _Hook.down, _Hook.fail_first = True, False
+    async with build_worker(env.client, task_queue, engine, webhook):
+        forum = await _start(env, task_queue, reminder_hours=[], grace_working_days=10)
+        lurah, camat = coordinator(KEL), coordinator("13.72.01")
+        res = await forum.execute_update(
+            ForumWorkflow.submit,
+            SubmitRequest(
+                lurah, [draft(f"Jalan rusak {n}", "jalan", 10_000_000) for n in range(4)]
+            ),
+        )
+        await env.sleep(timedelta(days=10, minutes=5))  # past the deadline: escalated
+        assert (await forum.query(ForumWorkflow.view)).status == "overdue"
+        for day, pid in enumerate(res.proposal_ids[:3]):  # three days, the receiver down
+            started = asyncio.get_running_loop().time()
+            await forum.execute_update(
+                ForumWorkflow.decide, DecideRequest(camat, [DecisionRequest(pid, "accept")])
+            )
+            assert asyncio.get_running_loop().time() - started < 5, f"day {day}: a decision waited"
+            await env.sleep(timedelta(days=1))
+        assert await _recorded(engine, "NotificationDelivered") == []
+        delayed = await _recorded(engine, "NotificationDelayed")
+        assert [d["kind"] for d in delayed] == ["escalation"], "the outage is recorded, once"
+        failures = sum(status == 503 for _, status in _Hook.received)
+        assert failures > 50, "delivery was retried throughout the outage"
+        _Hook.down = False
+        delivered = await _until_recorded(env, engine, "NotificationDelivered", 1)
+        await forum.execute_update(
+            ForumWorkflow.decide,
+            DecideRequest(camat, [DecisionRequest(res.proposal_ids[3], "accept")]),
+        )
+        description = await forum.describe()
+        assert description.status is not None and description.status.name == "RUNNING"
+        await forum.terminate()
+    assert [(d["kind"], d["status"]) for d in delivered] == [("escalation", 204)]
+    arrived = [r["kind"] for r, status in _Hook.received if status == 204]
+    assert arrived == ["escalation"], "delivered once"

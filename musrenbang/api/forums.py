@@ -1,0 +1,125 @@
+"""The forums of a cycle as an operator or coordinator needs them: open, overdue, closed,
+and stuck (a forum whose workflow is not running as it should), with unit names,
+deadlines and who a missed deadline was escalated to."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from lokal import wilayah
+from sqlalchemy import text
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from musrenbang.api.auth import CurrentActor
+from musrenbang.api.deps import ConnDep, TemporalDep
+from musrenbang.api.errors import not_found
+from musrenbang.domain.opd import KOTA_TANGERANG
+
+router = APIRouter()
+CYCLE_ID = r"^\d{2}\.\d{2}-\d{4}$"
+LOOKUP_SECONDS = 3.0
+_FORUM_ID = re.compile(r"^forum-")
+_OPD_NAMES = {opd.slug: opd.name for opd in KOTA_TANGERANG}
+
+
+def unit_name(unit: str) -> str | None:
+    """A region code's Kemendagri name, or an OPD's name."""
+    if unit in _OPD_NAMES:
+        return _OPD_NAMES[unit]
+    found = wilayah.get_wilayah(unit) if re.fullmatch(r"[\d.]+", unit) else None
+    return str(found.name) if found is not None else None
+
+
+async def stuck_workflows(client: Client, cycle_id: str) -> dict[str, str] | None:
+    """Forum ids of the cycle whose workflow ended other than by completing (failed,
+    terminated, timed out), with that status; None when Temporal could not say."""
+    query = (
+        f"MusrenbangCycle = '{cycle_id}' AND WorkflowType = 'ForumWorkflow'"
+        " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'Completed'"
+    )
+
+    async def collect() -> dict[str, str]:
+        found: dict[str, str] = {}
+        async for wf in client.list_workflows(query, limit=1000):
+            status = wf.status or WorkflowExecutionStatus.FAILED
+            found[_FORUM_ID.sub("", wf.id)] = status.name.lower()
+        return found
+
+    try:
+        return await asyncio.wait_for(collect(), LOOKUP_SECONDS)
+    except Exception:
+        return None  # the time-skipping test server and a down Temporal have no visibility
+
+
+def _status(row: Any, stuck: dict[str, str], now: datetime) -> str:
+    if row.forum_id in stuck and row.status != "closed":
+        return "stuck"
+    deadline = row.state.get("deadline")
+    if row.status == "open" and deadline and datetime.fromisoformat(deadline) < now:
+        return "overdue"  # past its deadline, and not escalated yet
+    return str(row.status)
+
+
+@router.get("/cycles/{cycle_id}/forums")
+async def list_forums(
+    cycle_id: Annotated[str, Path(pattern=CYCLE_ID)],
+    conn: ConnDep,
+    client: TemporalDep,
+    actor: CurrentActor,
+    status: Annotated[Literal["open", "overdue", "closed", "stuck"] | None, Query()] = None,
+    stage: Annotated[str | None, Query(max_length=40)] = None,
+    unit_prefix: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9.-]+$")] = None,
+) -> dict[str, Any]:
+    """Every forum the cycle has opened, newest state first by stage and unit."""
+    known = (
+        await conn.execute(text("SELECT 1 FROM read.cycles WHERE cycle_id = :c"), {"c": cycle_id})
+    ).first()
+    if known is None:
+        raise not_found(f"cycle {cycle_id}")
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT forum_id, stage, unit, status, state, last_seq FROM read.forums"
+                " WHERE cycle_id = :c AND (CAST(:s AS text) IS NULL OR stage = :s)"
+                " AND (CAST(:u AS text) IS NULL OR starts_with(unit, :u)) ORDER BY stage, unit"
+            ),
+            {"c": cycle_id, "s": stage, "u": unit_prefix},
+        )
+    ).all()
+    stuck = await stuck_workflows(client, cycle_id)
+    now = datetime.now(UTC)
+    forums = []
+    for row in rows:
+        shown = _status(row, stuck or {}, now)
+        if status is not None and shown != status:
+            continue
+        forums.append(
+            {
+                "forum_id": row.forum_id,
+                "stage": row.stage,
+                "unit": row.unit,
+                "unit_name": unit_name(row.unit),
+                "status": shown,
+                "deadline": row.state.get("deadline"),
+                "escalated_to": row.state.get("escalated_to"),
+                "escalated_to_name": unit_name(row.state["escalated_to"])
+                if row.state.get("escalated_to")
+                else None,
+                "closed_by": row.state.get("closed_by"),
+                "workflow_status": (stuck or {}).get(row.forum_id),
+                "last_seq": row.last_seq,
+            }
+        )
+    counts: dict[str, int] = {}
+    for forum in forums:
+        counts[forum["status"]] = counts.get(forum["status"], 0) + 1
+    return {
+        "cycle_id": cycle_id,
+        "forums": forums,
+        "counts": counts,
+        "workflows_checked": stuck is not None,
+    }
