@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -64,7 +65,34 @@ REJECT_REASONS = [
     ("sudah-dianggarkan", "Sudah dianggarkan pada APBD tahun berjalan"),
 ]
 BA_DAY = "2027-01-20"
+POKIR = {
+    "dapil": "Kota Tangerang 1",
+    "proposals": [
+        {
+            "masalah": "Banjir di perumahan warga",
+            "gagasan": "Pembangunan turap saluran",
+            "bidang": "drainase",
+            "volume": 150,
+            "satuan": "m",
+            "cost": 450_000_000,
+        },
+        {
+            "masalah": "Sekolah kekurangan ruang kelas",
+            "gagasan": "Rehabilitasi ruang kelas SD",
+            "bidang": "pendidikan",
+            "volume": 2,
+            "satuan": "ruang",
+            "cost": 380_000_000,
+        },
+    ],
+}
+RETRIES = 12  # about a minute and a half of 503s before the demo gives up
+STALL_SECONDS = 300.0
 console = Console()
+
+
+class DemoFailed(Exception):
+    """Why the demo could not go on, in one sentence."""
 
 
 class Demo:
@@ -84,23 +112,52 @@ class Demo:
         )
         return {"Authorization": f"Bearer {token}"}
 
+    async def request(
+        self, method: str, path: str, who: dict[str, str], body: Any = None
+    ) -> httpx.Response:
+        """One request, sent again (with the same Idempotency-Key, so it is recorded once)
+        while the stack answers 503 or cannot be reached, with a growing pause."""
+        key = {"Idempotency-Key": uuid.uuid4().hex} if method == "POST" else {}
+        pause = 0.5
+        for _ in range(RETRIES):
+            try:
+                res = await self.http.request(method, path, json=body, headers={**who, **key})
+            except httpx.TransportError as exc:
+                problem = f"the API did not answer ({type(exc).__name__})"
+            else:
+                if res.status_code != 503:
+                    return res
+                problem = f"the API answered 503: {res.json().get('detail', '')}"
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 8)
+        raise DemoFailed(f"{method} {path}: {problem}, {RETRIES} times")
+
     async def call(self, method: str, path: str, who: dict[str, str], body: Any = None) -> Any:
-        res = await self.http.request(method, path, json=body, headers=who)
+        res = await self.request(method, path, who, body)
         if res.status_code >= 400:
-            raise RuntimeError(f"{method} {path}: {res.status_code} {res.text}")
+            detail = res.json().get("detail", res.text) if res.content else ""
+            raise DemoFailed(f"{method} {path} was refused ({res.status_code}): {detail}")
         return res.json()
 
+    async def forums(self, cycle: str) -> list[dict[str, Any]]:
+        """The forums the cycle has opened, as the cycle's read model says."""
+        found = await self.call("GET", f"/cycles/{cycle}/forums", self.auth("auditor"))
+        forums: list[dict[str, Any]] = found["forums"]
+        return forums
+
     async def forum(
-        self, cycle: str, stage: str, unit: str, seconds: float = 120
+        self, cycle: str, stage: str, unit: str, seconds: float = 300
     ) -> dict[str, Any]:
+        """Waits until the cycle has opened the forum, then returns it."""
         path = f"/cycles/{cycle}/forums/{stage}/{unit}"
-        for _ in range(int(seconds * 5)):
-            res = await self.http.get(path, headers=self.auth("auditor"))
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            res = await self.request("GET", path, self.auth("auditor"))
             if res.status_code == 200:
                 found: dict[str, Any] = res.json()
                 return found
             await asyncio.sleep(0.2)
-        raise RuntimeError(f"{path} did not open")
+        raise DemoFailed(f"the forum {stage} {unit} did not open within {seconds:.0f} s")
 
     def ba(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -139,10 +196,11 @@ class Demo:
 async def create_cycle(demo: Demo, year: int | None, late_deadline: datetime) -> str:
     first = year or datetime.now(UTC).year + 2
     for candidate in range(first, first + 20):
-        res = await demo.http.post(
+        res = await demo.request(
+            "POST",
             "/cycles",
-            headers=demo.auth("admin"),
-            json={
+            demo.auth("admin"),
+            {
                 "region": REGION,
                 "year": candidate,
                 "pagu": {"kelurahan": 2_300_000_000},
@@ -152,8 +210,8 @@ async def create_cycle(demo: Demo, year: int | None, late_deadline: datetime) ->
         if res.status_code == 201:
             return str(res.json()["cycle_id"])
         if res.status_code != 409:
-            raise RuntimeError(f"creating the cycle: {res.status_code} {res.text}")
-    raise RuntimeError("no free cycle year")
+            raise DemoFailed(f"creating the cycle was refused ({res.status_code}): {res.text}")
+    raise DemoFailed("every cycle year from {first} on is taken")
 
 
 async def kelurahan_stage(
@@ -205,156 +263,147 @@ async def kelurahan_stage(
     return ids
 
 
-async def escalated(demo: Demo, cycle: str, late: str) -> None:
-    path = f"/cycles/{cycle}/forums/kelurahan/{late}"
-    camat_code = late.rsplit(".", 1)[0]
-    for _ in range(900):
-        state = await demo.call("GET", path, demo.auth("auditor"))
-        if state["status"] == "overdue":
-            break
-        await asyncio.sleep(0.2)
+async def act_on_escalated(demo: Demo, cycle: str, forum: dict[str, Any]) -> None:
+    """The camat decides and closes the forum of the kelurahan that missed its deadline."""
+    late, camat_code = forum["unit"], forum["escalated_to"]
     console.print(
         f"[yellow]Kelurahan {late} missed its deadline: escalated to the camat ({camat_code})."
     )
+    path = f"/cycles/{cycle}/forums/kelurahan/{late}"
+    state = await demo.call("GET", path, demo.auth("auditor"))
     camat = demo.auth("coordinator", camat_code)
-    held = [p["proposal_id"] for p in state["proposals"]]
+    held = [p["proposal_id"] for p in state["proposals"] if p["status"] == "submitted"]
     decisions = [{"proposal_id": p, "kind": "accept"} for p in held[:3]]
     decisions += [
         {"proposal_id": p, "kind": "defer", "reason": "Dibahas ulang tahun depan"} for p in held[3:]
     ]
-    await demo.call("POST", f"{path}/decisions", camat, {"decisions": decisions})
+    if decisions:
+        await demo.call("POST", f"{path}/decisions", camat, {"decisions": decisions})
     await demo.call(
         "POST", f"{path}/close", camat, demo.ba(catatan="Diputus camat setelah eskalasi")
     )
 
 
-async def later_stage(demo: Demo, cycle: str, stage: str, units: list[str], bar: Any) -> None:
-    for unit in units:
-        state = await demo.forum(cycle, stage, unit)
-        who = demo.auth(
-            "coordinator",
-            None if stage == "forum-pd" else unit,
-            unit if stage == "forum-pd" else None,
-        )
-        held = [p["proposal_id"] for p in state["proposals"]]
-        path = f"/cycles/{cycle}/forums/{stage}/{unit}"
-        decisions: list[dict[str, Any]] = []
-        if stage == "forum-pd":
-            decisions += [
+async def act_on_forum(demo: Demo, cycle: str, stage: str, unit: str) -> None:
+    """The chair of a forum after the kelurahan decides every usulan it holds and closes it."""
+    state = await demo.forum(cycle, stage, unit)
+    who = demo.auth(
+        "coordinator",
+        None if stage == "forum-pd" else unit,
+        unit if stage == "forum-pd" else None,
+    )
+    held = [p["proposal_id"] for p in state["proposals"] if p["status"] != "merged"]
+    path = f"/cycles/{cycle}/forums/{stage}/{unit}"
+    decisions: list[dict[str, Any]] = []
+    if stage == "forum-pd":
+        decisions += [
+            {
+                "proposal_id": p,
+                "kind": "assign",
+                "opd_akhir": unit,
+                "sub_kegiatan": "1.03.10.2.01.0001",
+            }
+            for p in held
+        ]
+    kind = "include" if stage in ("kota", "rkpd") else "accept"
+    for i, p in enumerate(held):
+        if stage == "kota" and i % 9 == 4:
+            decisions.append(
                 {
                     "proposal_id": p,
-                    "kind": "assign",
-                    "opd_akhir": unit,
-                    "sub_kegiatan": "1.03.10.2.01.0001",
+                    "kind": "not_accommodated",
+                    "reason": "Melebihi pagu indikatif OPD",
                 }
-                for p in held
-            ]
-        kind = "include" if stage in ("kota", "rkpd") else "accept"
-        for i, p in enumerate(held):
-            if stage == "kota" and i % 9 == 4:
-                decisions.append(
-                    {
-                        "proposal_id": p,
-                        "kind": "not_accommodated",
-                        "reason": "Melebihi pagu indikatif OPD",
-                    }
-                )
+            )
+        else:
+            decisions.append({"proposal_id": p, "kind": kind})
+    if decisions:
+        await demo.call("POST", f"{path}/decisions", who, {"decisions": decisions})
+    extra = (
+        {"perkada": "Peraturan Wali Kota Tangerang Nomor 31 Tahun 2027"} if stage == "rkpd" else {}
+    )
+    await demo.call("POST", f"{path}/close", who, demo.ba(**extra))
+
+
+async def carry_cycle(demo: Demo, cycle: str, late: str, progress: Progress) -> None:
+    """Acts on whatever the cycle says is open, stage after stage, until the RKPD is
+    adopted: the late kelurahan once it is escalated, every later forum as it opens."""
+    done: set[str] = set()
+    tasks: dict[str, Any] = {}
+    waited = asyncio.get_running_loop().time()
+    while True:
+        state = await demo.call("GET", f"/cycles/{cycle}", demo.auth("auditor"))
+        if state["status"] == "adopted":
+            return
+        acted = False
+        for forum in await demo.forums(cycle):
+            fid, stage = forum["forum_id"], forum["stage"]
+            if fid in done or forum["status"] not in ("open", "overdue"):
+                continue
+            if stage == "kelurahan":
+                if forum["unit"] != late or not forum.get("escalated_to"):
+                    continue  # the others were closed by their lurah; this one waits
+                await act_on_escalated(demo, cycle, forum)
             else:
-                decisions.append({"proposal_id": p, "kind": kind})
-        if decisions:
-            await demo.call("POST", f"{path}/decisions", who, {"decisions": decisions})
-        extra = (
-            {"perkada": "Peraturan Wali Kota Tangerang Nomor 31 Tahun 2027"}
-            if stage == "rkpd"
-            else {}
-        )
-        await demo.call("POST", f"{path}/close", who, demo.ba(**extra))
-        bar()
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=None)
+                await act_on_forum(demo, cycle, stage, forum["unit"])
+                progress.advance(tasks[stage])
+            done.add(fid)
+            acted = True
+        if acted:
+            waited = asyncio.get_running_loop().time()
+        elif asyncio.get_running_loop().time() - waited > STALL_SECONDS:
+            raise DemoFailed(
+                f"nothing was open to act on for {STALL_SECONDS:.0f} s while the cycle was"
+                f" {state['status']}; see GET /cycles/{cycle}/forums"
+            )
+        await asyncio.sleep(0.3)
 
 
 async def run_demo(
     settings: Settings, kelurahan: int | None = None, year: int | None = None
 ) -> int:
     base = f"http://{settings.api_host}:{settings.api_port}/api/v1"
+    started = datetime.now(UTC)
     async with httpx.AsyncClient(base_url=base, timeout=120) as http:
         demo = Demo(settings, http)
-        await demo.call("GET", "/health", {})
-        late_deadline = datetime.now(UTC) + timedelta(seconds=90 if kelurahan is None else 45)
-        cycle = await create_cycle(demo, year, late_deadline)
-        await asyncio.sleep(1)
-        from musrenbang.domain.regions import load_region
-
-        region = load_region(REGION)
-        kel_units = region.kelurahan_codes()
-        active = kel_units if kelurahan is None else kel_units[:kelurahan]
-        late = active[-1]
-        console.print(
-            f"Cycle [bold]{cycle}[/]: {region.name}, {len(region.kecamatan)} kecamatan, "
-            f"{len(kel_units)} kelurahan. Kelurahan forums close at {late_deadline:%H:%M:%S} UTC."
-        )
-        await demo.call(
-            "POST",
-            f"/cycles/{cycle}/pokir",
-            demo.auth("dprd"),
-            {
-                "dapil": "Kota Tangerang 1",
-                "proposals": [
-                    {
-                        "masalah": "Banjir di perumahan warga",
-                        "gagasan": "Pembangunan turap saluran",
-                        "bidang": "drainase",
-                        "volume": 150,
-                        "satuan": "m",
-                        "cost": 450_000_000,
-                    },
-                    {
-                        "masalah": "Sekolah kekurangan ruang kelas",
-                        "gagasan": "Rehabilitasi ruang kelas SD",
-                        "bidang": "pendidikan",
-                        "volume": 2,
-                        "satuan": "ruang",
-                        "cost": 380_000_000,
-                    },
-                ],
-            },
-        )
-        with Progress(console=console) as progress:
-            task = progress.add_task("Musrenbang Kelurahan", total=len(active))
-            await kelurahan_stage(demo, cycle, active, late, lambda: progress.advance(task))
-            if kelurahan is not None:
-                console.print(
-                    f"Short demo: {len(active)} kelurahan took part; the cycle keeps running."
-                )
-                return 0
-            progress.update(task, description="Waiting for the late kelurahan")
-            await escalated(demo, cycle, late)
-            for stage, units in (
-                ("kecamatan", [k.code for k in region.kecamatan]),
-                ("forum-pd", None),
-                ("kota", [REGION]),
-                ("rkpd", [REGION]),
-            ):
-                if units is None:
-                    units = await open_opd_forums(demo, cycle)
-                task = progress.add_task(f"{stage}", total=len(units))
-                await later_stage(demo, cycle, stage, units, lambda t=task: progress.advance(t))
-        await print_funnel(demo, cycle, base)
+        try:
+            await demo.call("GET", "/health", {})
+            await drive(demo, kelurahan, year, base)
+        except DemoFailed as exc:
+            console.print(f"[red]The demo stopped: {exc}")
+            return 1
+    took = (datetime.now(UTC) - started).total_seconds()
+    console.print(f"The demo took {took / 60:.1f} minutes.")
     return 0
 
 
-async def open_opd_forums(demo: Demo, cycle: str) -> list[str]:
-    """The Forum PD that opened: those of OPDs that usulan or pokir were routed to."""
-    from musrenbang.domain.opd import KOTA_TANGERANG
+async def drive(demo: Demo, kelurahan: int | None, year: int | None, base: str) -> None:
+    late_deadline = datetime.now(UTC) + timedelta(seconds=90 if kelurahan is None else 45)
+    cycle = await create_cycle(demo, year, late_deadline)
+    from musrenbang.domain.regions import load_region
 
-    await demo.forum(cycle, "forum-pd", "dinas-pupr")  # opens once every kecamatan closed
-    opened = []
-    for opd in KOTA_TANGERANG:
-        res = await demo.http.get(
-            f"/cycles/{cycle}/forums/forum-pd/{opd.slug}", headers=demo.auth("auditor")
-        )
-        if res.status_code == 200:
-            opened.append(opd.slug)
-    return opened
+    region = load_region(REGION)
+    kel_units = region.kelurahan_codes()
+    active = kel_units if kelurahan is None else kel_units[:kelurahan]
+    late = active[-1]
+    console.print(
+        f"Cycle [bold]{cycle}[/]: {region.name}, {len(region.kecamatan)} kecamatan, "
+        f"{len(kel_units)} kelurahan. Kelurahan forums close at {late_deadline:%H:%M:%S} UTC."
+    )
+    await demo.call("POST", f"/cycles/{cycle}/pokir", demo.auth("dprd"), POKIR)
+    with Progress(console=console) as progress:
+        task = progress.add_task("Musrenbang Kelurahan", total=len(active))
+        await kelurahan_stage(demo, cycle, active, late, lambda: progress.advance(task))
+        if kelurahan is not None:
+            console.print(
+                f"Short demo: {len(active)} kelurahan took part; the cycle keeps running."
+            )
+            return
+        progress.update(task, description="Kelurahan (one waits for its escalation)")
+        await carry_cycle(demo, cycle, late, progress)
+    await print_funnel(demo, cycle, base)
 
 
 def _why(kind: str, left: dict[str, Any]) -> str:
@@ -381,10 +430,21 @@ async def print_funnel(demo: Demo, cycle: str, base: str) -> None:
     console.print(
         f"RKPD adopted: {len(items)} usulan, {format_rupiah(total)} ({terbilang(total)} rupiah)"
     )
-    if items:
+    traced = await from_a_kelurahan(demo, items)
+    if traced:
         token = issue_token(demo.settings, "inspektorat", "auditor")
-        console.print("Trace one usulan from the ward to the RKPD:")
+        console.print(f"Trace one usulan from kelurahan {traced[1]} to the RKPD:")
         console.print(
-            f"  curl -s -H 'Authorization: Bearer {token}' {base}/proposals/{items[0]}/history",
+            f"  curl -s -H 'Authorization: Bearer {token}' {base}/proposals/{traced[0]}/history",
             soft_wrap=True,
         )
+
+
+async def from_a_kelurahan(demo: Demo, items: list[str]) -> tuple[str, str] | None:
+    """An usulan of the RKPD that was submitted at a kelurahan (not a pokir), and where."""
+    for pid in items[:50]:
+        history = await demo.call("GET", f"/proposals/{pid}/history", demo.auth("auditor"))
+        first = history["events"][0] if history["events"] else {}
+        if first.get("type") == "ProposalSubmitted" and first.get("stage") == "kelurahan":
+            return pid, str(first.get("unit") or first["payload"].get("unit"))
+    return None
