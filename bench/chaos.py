@@ -90,10 +90,10 @@ async def _checks(stack: ChaosStack, driver: Driver) -> dict[str, Any]:
                 )
             ).scalar_one_or_none()
             live = await _read_models(conn)
-            async with conn.begin():
-                await rebuild(conn)
-                rebuilt = await _read_models(conn)
-                await conn.rollback()
+        async with engine.connect() as conn:  # rebuilt inside a transaction, then undone
+            await rebuild(conn)
+            rebuilt = await _read_models(conn)
+            await conn.rollback()
     finally:
         await engine.dispose()
     actual = Counter((r.stream.split(":", 1)[1], r.type, r.stage) for r in rows)
@@ -108,8 +108,39 @@ async def _checks(stack: ChaosStack, driver: Driver) -> dict[str, Any]:
         "log_intact": verified.ok,
         "events_verified": verified.checked,
         "read_models_equal_rebuild": live == rebuilt,
+        "read_model_differences": _differences(live, rebuilt),
         "cycle_adopted": status == "adopted",
     }
+
+
+def _row_difference(row: tuple[Any, ...], other: tuple[Any, ...] | None) -> str:
+    if other is None:
+        return "not rebuilt"
+    mine, theirs = row[2], other[2]
+    keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    cols = [
+        n
+        for n, a, b in zip(
+            ("key", "status", "state", "version", "last_seq"), row, other, strict=True
+        )
+        if a != b
+    ]
+    return f"columns {cols}; state keys {[(k, mine.get(k), theirs.get(k)) for k in keys]}"
+
+
+def _differences(
+    live: dict[str, list[tuple[Any, ...]]], rebuilt: dict[str, list[tuple[Any, ...]]]
+) -> list[str]:
+    """The first rows (up to three) where the live read models and a rebuild differ."""
+    out = []
+    for table, rows in live.items():
+        theirs = {r[0]: r for r in rebuilt[table]}
+        for row in rows:
+            other = theirs.pop(row[0], None)
+            if other != row:
+                out.append(f"{table} {row[0]}: {_row_difference(row, other)}"[:600])
+        out += [f"{table} {key} (only rebuilt)" for key in theirs]
+    return out[:3]
 
 
 async def _read_models(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
@@ -122,7 +153,10 @@ async def _read_models(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
         result = await conn.execute(
             text(f"SELECT {key}, status, state::text, version, last_seq FROM {table} ORDER BY 1")
         )
-        out[table] = [tuple(r) for r in result]
+        out[table] = [
+            (r[0], r[1], json.loads(r[2]) if isinstance(r[2], str) else r[2], r[3], r[4])
+            for r in result
+        ]
     return out
 
 

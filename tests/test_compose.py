@@ -71,3 +71,11 @@ def test_the_image_runs_the_cli() -> None:
     assert 'ENTRYPOINT ["musrenbang"]' in dockerfile
     assert "uv sync --frozen --no-dev" in dockerfile
     assert "COPY migrations" in dockerfile
+
+
+def test_the_set_up_registers_every_search_attribute_the_workflows_set() -> None:
+    from musrenbang.workflows.search import KEYS
+
+    script = _compose()["services"]["temporal-namespace"]["command"][0]
+    for key in KEYS:
+        assert f"{key.name}:{key.indexed_value_type.name.title()}" in script
