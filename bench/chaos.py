@@ -33,6 +33,7 @@ from musrenbang.events.projections import rebuild
 from musrenbang.events.verify import verify_all
 
 REGION = "12.74"  # Kota Tanjungbalai: 6 kecamatan, 31 kelurahan
+PACE_PER_KILL = 0.07  # seconds between forums, per kill asked for
 
 
 async def _killer(
@@ -44,7 +45,7 @@ async def _killer(
     rng.shuffle(order)
     for name in order:
         try:
-            await asyncio.wait_for(done.wait(), rng.uniform(1.5, 4.0))
+            await asyncio.wait_for(done.wait(), rng.uniform(1.0, 3.0))
             return
         except TimeoutError:
             pass
@@ -173,7 +174,8 @@ async def drill(home: Path, kills: int, seed: int, log: Any = print) -> dict[str
             stack.start(name)
         await asyncio.to_thread(stack.wait_api)
         log(f"stack up in {time.monotonic() - started:.1f} s; driving the cycle with {kills} kills")
-        driver = Driver(stack.api_url, REGION, rng, log)
+        # Coordinators pace themselves so that the kills fall across the whole cycle.
+        driver = Driver(stack.api_url, REGION, rng, log, pace=kills * PACE_PER_KILL)
         counts: Counter[str] = Counter()
         done = asyncio.Event()
         killer = asyncio.create_task(_killer(stack, kills, rng, done, counts))

@@ -35,8 +35,11 @@ class DrillFailed(Exception):
 
 
 class Driver:
-    def __init__(self, api: str, region: str, rng: random.Random, log: Any) -> None:
+    def __init__(
+        self, api: str, region: str, rng: random.Random, log: Any, pace: float = 0.0
+    ) -> None:
         self.api, self.region, self.rng, self.log = api, region, rng, log
+        self.pace = pace  # seconds a coordinator takes between forums
         self.settings = Settings()
         self.expected: Counter[tuple[str, str, str]] = Counter()
         self.retries = 0
@@ -122,6 +125,7 @@ class Driver:
             await self.later_stages(http)
 
     async def kelurahan(self, http: httpx.AsyncClient, kel: str, reject: bool) -> None:
+        await asyncio.sleep(self.rng.uniform(0, 2 * self.pace))
         await self.wait_open(http, "kelurahan", kel)
         lurah = self.who("coordinator", kel)
         path = f"/cycles/{self.cycle}/forums/kelurahan/{kel}"
@@ -168,6 +172,7 @@ class Driver:
         raise DrillFailed("the RKPD was not adopted in time")
 
     async def later_forum(self, http: httpx.AsyncClient, stage: str, unit: str) -> None:
+        await asyncio.sleep(self.rng.uniform(0, 2 * self.pace))
         state = await self.wait_open(http, stage, unit)
         held = sorted(p["proposal_id"] for p in state["proposals"] if p["status"] != "merged")
         opd = stage == "forum-pd"

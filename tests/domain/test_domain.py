@@ -157,3 +157,44 @@ def test_who_may_act() -> None:
     assert may_extend(camat, Level.KELURAHAN, *kel) and not may_extend(lurah, Level.KELURAHAN, *kel)
     bappeda = Actor("bappeda", "coordinator", "36.71")
     assert may_decide(bappeda, Level.OPD, "dinas-pupr", "36.71", None)
+
+
+def test_texts_the_log_cannot_hold_are_named_by_their_path() -> None:
+    from musrenbang.domain.errors import Refused
+    from musrenbang.domain.text import check_texts, first_bad_text, text_problem
+
+    assert text_problem("Jalan rusak di RT 003\n\tRW 002") is None
+    assert text_problem("Jalan\x00rusak") == "holds a NUL character"
+    assert "surrogate" in (text_problem("a\udc80") or "")
+    assert "U+001B" in (text_problem("\x1b[31m") or "")
+    assert first_bad_text({"changes": {"gagasan": ["ok", "x\x00"]}}) == (
+        "changes.gagasan[1]",
+        "holds a NUL character",
+    )
+    deep: object = "x"
+    for _ in range(20):
+        deep = [deep]
+    assert "deeper" in (first_bad_text(deep) or ("", ""))[1]
+    try:
+        check_texts({"tempat": "Aula\x07"}, "berita_acara")
+    except Refused as exc:
+        assert exc.kind == "Refused" and exc.detail.startswith("berita_acara.tempat ")
+    else:
+        raise AssertionError("a bell character was taken")
+
+
+def test_a_book_restored_after_a_refused_append_is_as_it_was() -> None:
+    from musrenbang.domain.decisions import Decision, Entry, ForumBook
+
+    book = ForumBook("kelurahan", 500)
+    book.entries = {"a": Entry(100, "dinas-pupr"), "b": Entry(200, "dinas-pupr")}
+    decisions = [
+        Decision("a", "revise", changes={"cost": 50, "masalah": "x"}),
+        Decision("b", "merge", into="a"),
+    ]
+    saved = book.snapshot(decisions)
+    book.apply(decisions)
+    assert book.entries["a"].cost == 50 and book.entries["b"].outcome == "merge"
+    book.restore(saved)
+    assert book.entries["a"] == Entry(100, "dinas-pupr")
+    assert book.entries["b"] == Entry(200, "dinas-pupr")

@@ -27,6 +27,7 @@ from musrenbang.workflows.contracts import (
 )
 from musrenbang.workflows.forum import ForumWorkflow
 from tests.workflows.helpers import coordinator, draft
+from tests.workflows.histories import save_history
 
 KEL = "13.72.01.1001"
 
@@ -142,6 +143,7 @@ async def test_escalation_lets_the_level_above_act_and_extend(
         )
         assert (await forum.query(ForumWorkflow.view)).status == "open"
         result = await forum.result()  # nobody closes: reminders, escalation, auto-close again
+        await save_history(forum, "forum-escalated")
     assert result.closed_by == "system" and [row[0] for row in result.forwarded] == res.proposal_ids
     types = [(r.type, r.actor.get("subject", r.actor.get("role"))) for r in await _events(engine)]
     assert ("ProposalAccepted", "koordinator.13.72.01") in types
@@ -203,6 +205,7 @@ async def test_reminders_and_escalations_reach_the_webhook_with_retries(
         forum = await _start(env, task_queue, reminder_hours=[24])
         await forum.result()
         delivered = await _until_recorded(env, engine, "NotificationDelivered", 2)
+        await save_history(forum, "forum-reminded")
     answered = [(r["kind"], status) for r, status in _Hook.received]
     assert sorted(answered) == [
         ("escalation", 204),

@@ -1,6 +1,10 @@
 """Recorded workflow histories, replayed by the suite so that a change that would break
-running workflows fails a test. Refresh them with MUSRENBANG_RECORD_HISTORIES=1 (only
-when a change to the workflows is meant to be incompatible, with a new workflow name)."""
+running workflows fails a test.
+
+Record a new generation with MUSRENBANG_RECORD_HISTORIES=<prefix> (for example `v2`): the
+histories are written beside the older ones as `<prefix>-<name>.json`, and the older ones
+stay, so the code must replay both (a change guards its new commands with
+`workflow.patched`)."""
 
 from __future__ import annotations
 
@@ -16,10 +20,21 @@ from musrenbang.workflows.contracts import CycleInput
 HERE = Path(__file__).parent
 
 
+def _prefix() -> str | None:
+    value = os.environ.get("MUSRENBANG_RECORD_HISTORIES")
+    return value if value and value != "1" else None
+
+
+async def save_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    prefix = _prefix()
+    if prefix is not None:
+        (HERE / f"{prefix}-{name}.json").write_text((await handle.fetch_history()).to_json())
+
+
 async def save_histories(client: Client, cycle: WorkflowHandle[Any, Any], inp: CycleInput) -> None:
-    if os.environ.get("MUSRENBANG_RECORD_HISTORIES") != "1":
+    if _prefix() is None:
         return
-    (HERE / "cycle.json").write_text((await cycle.fetch_history()).to_json())
+    await save_history(cycle, "cycle")
     for stage in inp.stages:
         unit = {
             "kelurahan": inp.units["kelurahan"][0],
@@ -27,4 +42,4 @@ async def save_histories(client: Client, cycle: WorkflowHandle[Any, Any], inp: C
             "forum-pd": "dinas-pupr",
         }.get(stage, inp.region)
         handle = client.get_workflow_handle(f"forum-{forum_id(inp.cycle_id, stage, unit)}")
-        (HERE / f"forum-{stage}.json").write_text((await handle.fetch_history()).to_json())
+        await save_history(handle, f"forum-{stage}")
