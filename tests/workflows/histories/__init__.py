@@ -8,6 +8,7 @@ stay, so the code must replay both (a change guards its new commands with
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,12 @@ def _prefix() -> str | None:
 
 
 async def save_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """Writes the history with the workflow's id (ids of children derive from it)."""
     prefix = _prefix()
     if prefix is not None:
-        (HERE / f"{prefix}-{name}.json").write_text((await handle.fetch_history()).to_json())
+        history = json.loads((await handle.fetch_history()).to_json())
+        saved = {"workflow_id": handle.id, **history}
+        (HERE / f"{prefix}-{name}.json").write_text(json.dumps(saved, indent=2))
 
 
 async def save_histories(client: Client, cycle: WorkflowHandle[Any, Any], inp: CycleInput) -> None:
