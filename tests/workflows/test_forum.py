@@ -88,11 +88,14 @@ async def test_refused_requests_write_nothing_and_leave_no_trace(
             with pytest.raises(WorkflowUpdateFailedError) as err:
                 await forum.execute_update(ForumWorkflow.decide, DecideRequest(actor, decisions))
             assert message in str(err.value.cause)
-        with pytest.raises(WorkflowUpdateFailedError, match="") as err:
+            kind = "Forbidden" if message == "may not act" else "Refused"
+            assert getattr(err.value.cause, "type", None) == kind
+        with pytest.raises(WorkflowUpdateFailedError) as err:
             await forum.execute_update(
                 ForumWorkflow.submit, SubmitRequest(lurah, [draft("x", "jalan", -5)])
             )
         assert "positive whole number" in str(err.value.cause)
+        assert getattr(err.value.cause, "type", None) == "Refused"
         assert len(await _events(engine)) == before
         history = await forum.fetch_history()
         accepted = [
@@ -126,13 +129,14 @@ async def test_escalation_lets_the_level_above_act_and_extend(
             ForumWorkflow.decide,
             DecideRequest(camat, [DecisionRequest(res.proposal_ids[0], "accept")]),
         )
-        with pytest.raises(WorkflowUpdateFailedError, match=""):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
             await forum.execute_update(
                 ForumWorkflow.extend,
                 ExtendRequest(
                     lurah, (await env.get_current_time() + timedelta(days=5)).isoformat(), "Banjir"
                 ),
             )
+        assert getattr(refused.value.cause, "type", None) == "Forbidden"  # only the level above
         await forum.execute_update(
             ForumWorkflow.extend,
             ExtendRequest(

@@ -64,7 +64,9 @@ async def test_overdue_forums_of_a_kecamatan_are_one_query_away(
             await asyncio.sleep(0.2)
         assert found == {late.id}
         opened = await _listed(
-            dev_env, f"MusrenbangCycle = '{cycle}' AND MusrenbangStatus = 'open'"
+            dev_env,
+            f"MusrenbangCycle = '{cycle}' AND MusrenbangStatus = 'open'"
+            " AND MusrenbangUnit STARTS_WITH '13.72.01'",
         )
         assert opened == {punctual.id}
         for handle in (late, punctual, elsewhere):
