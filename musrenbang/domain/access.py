@@ -42,12 +42,22 @@ def escalation_target(level: Level, unit: str, city: str) -> str:
     return city
 
 
-def may_decide(actor: Actor, level: Level, unit: str, city: str, escalated_to: str | None) -> bool:
-    """May `actor` submit, decide or close on the forum of `unit`?"""
+def may_decide(
+    actor: Actor,
+    level: Level,
+    unit: str,
+    city: str,
+    escalated_to: str | None,
+    bappeda_chairs: bool = False,
+) -> bool:
+    """May `actor` submit, decide or close on the forum of `unit`? A stage Bappeda chairs
+    (SIPD's Validasi Mitra Bappeda) is Bappeda's, whatever unit its forums are per."""
     if actor.role == Role.ADMIN:
         return True
     if actor.role != Role.COORDINATOR or actor.jurisdiction is None:
         return False
+    if bappeda_chairs:
+        return actor.jurisdiction == city
     if actor.jurisdiction == unit:
         return True
     if level is Level.OPD and actor.jurisdiction == city:  # Bappeda sits in every Forum PD

@@ -10,6 +10,7 @@ the grace period; each is recorded with the system as the actor.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.calendar import WIB, add_working_days, end_of_day, holidays_from
     from musrenbang.domain.decisions import Decision, Entry, ForumBook
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
-    from musrenbang.domain.stages import Level, forum_id
+    from musrenbang.domain.stages import STAGES, Level, forum_id
     from musrenbang.domain.text import check_texts
     from musrenbang.workflows import search
     from musrenbang.workflows.contracts import (
@@ -34,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ForumResult,
         ForumView,
         Incoming,
+        ProposalDraft,
         SubmitRequest,
     )
     from musrenbang.workflows.recording import (
@@ -224,7 +226,8 @@ class ForumWorkflow:
                     pid = draft.proposal_id or str(workflow.uuid4())
                     opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
                     details = draft_details(draft, opd)
-                    details.setdefault("kelurahan", self.inp.unit)
+                    if self.level is Level.KELURAHAN:
+                        details["kelurahan"] = self.inp.unit
                     entries[pid] = Entry(draft.cost, opd, "musrenbang", None, details)
                     payload = {
                         "proposal_id": pid,
@@ -256,7 +259,7 @@ class ForumWorkflow:
             raise Refused("no usulan in the request")
         seen: set[str] = set()
         for n, draft in enumerate(drafts(req.proposals), start=1):
-            problem = validate_draft(draft, self.inp.opds)
+            problem = validate_draft(draft, self.inp.opds) or self._origin_problem(draft)
             if problem:
                 raise Refused(f"usulan {n}: {problem}")
             if draft.proposal_id and (
@@ -414,10 +417,26 @@ class ForumWorkflow:
         if self.status == "closed":
             raise Conflict(f"the forum {self.id} is closed")
         actor = Actor(ref.subject, ref.role, ref.jurisdiction)
-        if not may_decide(actor, self.level, self.inp.unit, self.inp.city, self.escalated_to):
+        chair = STAGES.get(self.inp.stage)
+        bappeda = chair is not None and chair.chaired_by == "Bappeda"
+        if not may_decide(
+            actor, self.level, self.inp.unit, self.inp.city, self.escalated_to, bappeda
+        ):
             raise Forbidden(
                 f"{ref.subject} ({ref.role}, {ref.jurisdiction}) may not act on {self.id}"
             )
+
+    def _origin_problem(self, draft: ProposalDraft) -> str | None:
+        """Where an usulan comes from: its kelurahan, which a forum above the kelurahan
+        (tanpa-kelurahan) must be told and which must lie within the forum's unit."""
+        if self.level is Level.KELURAHAN:
+            if draft.kelurahan not in (None, self.inp.unit):
+                return f"kelurahan {draft.kelurahan} is not this forum's ({self.inp.unit})"
+            return None
+        kel = draft.kelurahan or ""
+        if not (KELURAHAN_CODE.match(kel) and kel.startswith(f"{self.inp.unit}.")):
+            return f"name the kelurahan it comes from (a code under {self.inp.unit})"
+        return None
 
     def _publish(self) -> None:
         search.publish(
@@ -470,6 +489,9 @@ class ForumWorkflow:
                 self.rec.proposal_event(pid, "ProposalForwarded", payload, actor, system=system)
             )
         return events
+
+
+KELURAHAN_CODE = re.compile(r"^\d{2}\.\d{2}\.\d{2}\.\d{4}$")
 
 
 def _update_key() -> str:

@@ -198,3 +198,11 @@ def test_a_book_restored_after_a_refused_append_is_as_it_was() -> None:
     book.restore(saved)
     assert book.entries["a"] == Entry(100, "dinas-pupr")
     assert book.entries["b"] == Entry(200, "dinas-pupr")
+
+
+def test_a_stage_bappeda_chairs_is_bappedas_not_the_camats() -> None:
+    camat = Actor("camat", "coordinator", "36.71.01")
+    bappeda = Actor("bappeda", "coordinator", "36.71")
+    args = (Level.KECAMATAN, "36.71.01", "36.71", None)
+    assert may_decide(camat, *args) and not may_decide(camat, *args, bappeda_chairs=True)
+    assert may_decide(bappeda, *args, bappeda_chairs=True)

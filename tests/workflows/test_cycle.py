@@ -140,9 +140,14 @@ async def test_other_stage_templates_run_to_an_adopted_rkpd(
             CycleWorkflow.run, inp, id=f"cycle-{inp.cycle_id}", task_queue=task_queue
         )
         forum = await forum_handle(client, cycle, inp, first_stage, unit)
+        # At a kecamatan intake (tanpa-kelurahan) the usulan names its kelurahan.
+        kel = next(k for k in inp.units["kelurahan"] if k.startswith(f"{unit}."))
+        origin = {"kelurahan": kel} if first_stage == "kecamatan" else {}
         submitted = await forum.execute_update(
             ForumWorkflow.submit,
-            SubmitRequest(coordinator(unit), [draft("Drainase tersumbat", "drainase", 80_000_000)]),
+            SubmitRequest(
+                coordinator(unit), [draft("Drainase tersumbat", "drainase", 80_000_000, **origin)]
+            ),
         )
         result = await cycle.result()
     assert result.rkpd_items == submitted.proposal_ids

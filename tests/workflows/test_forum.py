@@ -32,23 +32,31 @@ from tests.workflows.histories import save_history
 KEL = "13.72.01.1001"
 
 
-async def _start(env: WorkflowEnvironment, queue: str, **config: Any) -> Any:
+async def _start(
+    env: WorkflowEnvironment,
+    queue: str,
+    stage: tuple[str, str, str] = ("kelurahan", "kelurahan", KEL),
+    incoming: list[list[Any]] | None = None,
+    **config: Any,
+) -> Any:
     now = await env.get_current_time()
+    slug, level, unit = stage
     inp = ForumInput(
         cycle_id="13.72-2028",
         city="13.72",
-        stage="kelurahan",
-        level="kelurahan",
-        unit=KEL,
+        stage=slug,
+        level=level,
+        unit=unit,
         next_stage="kecamatan",
         next_level="kecamatan",
         config=ForumConfig(deadline=(now + timedelta(days=10)).isoformat(), **config),
         pagu=500_000_000,
-        intake=True,
+        intake=incoming is None,
+        incoming=incoming or [],
         opds=["dinas-pupr", "dinas-kesehatan"],
     )
     return await env.client.start_workflow(
-        ForumWorkflow.run, inp, id=f"forum-{KEL}-{queue}", task_queue=queue
+        ForumWorkflow.run, inp, id=f"forum-{unit}-{slug}-{queue}", task_queue=queue
     )
 
 
@@ -154,6 +162,44 @@ async def test_escalation_lets_the_level_above_act_and_extend(
     assert ("DeadlineExtended", "koordinator.13.72.01") in types
     assert [t for t, _ in types].count("EscalationRaised") == 2
     assert types[-2:] == [("ForumAutoClosed", "system"), ("ProposalForwarded", "system")]
+
+
+async def test_the_sipd_validation_is_bappedas_and_a_kecamatan_intake_names_the_kelurahan(
+    time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str
+) -> None:
+    env = time_skipping_env
+    kec, bappeda = "13.72.01", coordinator("13.72")
+    async with build_worker(env.client, task_queue, engine):
+        validation = await _start(
+            env,
+            task_queue,
+            ("validasi-bappeda", "kecamatan", kec),
+            incoming=[["p-1", 50_000_000, "dinas-pupr", "musrenbang", KEL]],
+        )
+        accept = DecideRequest(coordinator(kec), [DecisionRequest("p-1", "accept")])
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await validation.execute_update(ForumWorkflow.decide, accept)
+        assert getattr(err.value.cause, "type", None) == "Forbidden", "the camat does not"
+        accept.actor = bappeda
+        await validation.execute_update(ForumWorkflow.decide, accept)
+        await validation.terminate()
+
+        intake = await _start(env, task_queue, ("kecamatan", "kecamatan", kec))
+        camat = coordinator(kec)
+        for origin in ({}, {"kelurahan": "13.72.02.1001"}, {"kelurahan": "13.72.01"}):
+            with pytest.raises(WorkflowUpdateFailedError) as err:
+                await intake.execute_update(
+                    ForumWorkflow.submit,
+                    SubmitRequest(camat, [draft("Jalan rusak", "jalan", 10_000_000, **origin)]),
+                )
+            assert "name the kelurahan" in str(err.value.cause), origin
+        await intake.execute_update(
+            ForumWorkflow.submit,
+            SubmitRequest(camat, [draft("Jalan rusak", "jalan", 10_000_000, kelurahan=KEL)]),
+        )
+        await intake.terminate()
+    submitted = [r.payload for r in await _events(engine) if r.type == "ProposalSubmitted"]
+    assert [p["details"]["kelurahan"] for p in submitted] == [KEL]
 
 
 class _Hook(BaseHTTPRequestHandler):
