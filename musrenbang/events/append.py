@@ -380,9 +380,15 @@ def _replay(row: tuple[Any, ...], event: NewEvent, content: str) -> Appended:
 
 
 def _comparable(content: str) -> dict[str, Any]:
-    """An event's content for the idempotency comparison: everything but `occurred_at`.
-    A workflow task that fails after writing is retried with a new clock reading, and its
-    retried write must still be recognised as the same event."""
+    """An event's content for the idempotency comparison: everything but `occurred_at` and
+    the correlation id. A workflow task that fails after writing is retried with a new
+    clock reading; a command whose update was lost with such a task (it is only accepted
+    when the task completes) comes again with the client's retry, the same key and a new
+    request id. Either retried write must still be recognised as the same event; the
+    first write's clock and correlation id stand."""
     data: dict[str, Any] = json.loads(content)
     data.pop("occurred_at", None)
+    metadata = data.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("correlation_id", None)
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 
 import pytest
@@ -59,6 +60,23 @@ async def test_retry_with_a_new_clock_reading_is_the_same_event(engine: AsyncEng
         original = await append_events(conn, "36.71", [submitted("a", minutes=0)])
         retried = await append_events(conn, "36.71", [submitted("a", minutes=3)])
     assert retried[0].replayed and retried[0].seq == original[0].seq
+
+
+async def test_a_command_sent_again_by_a_new_request_is_the_same_event(
+    engine: AsyncEngine,
+) -> None:
+    # The update of the first request was lost with its workflow task after the append;
+    # the client's retry (same Idempotency-Key, new request id) runs it again.
+    first = dataclasses.replace(submitted("a"), metadata={"correlation_id": "req-1"})
+    again = dataclasses.replace(submitted("a"), metadata={"correlation_id": "req-2"})
+    async with engine.begin() as conn:
+        original = await append_events(conn, "36.71", [first])
+        retried = await append_events(conn, "36.71", [again])
+    assert retried[0].replayed and retried[0].seq == original[0].seq
+    other = dataclasses.replace(submitted("a", cost=1), metadata={"correlation_id": "req-2"})
+    with pytest.raises(IdempotencyConflict):
+        async with engine.begin() as conn:
+            await append_events(conn, "36.71", [other])
 
 
 async def test_key_reused_for_other_content_is_refused_and_says_so(engine: AsyncEngine) -> None:
