@@ -130,11 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from musrenbang.api.auth import issue_token
 
         subject = args.subject or f"{args.role}.{args.opd or args.wilayah or 'pusat'}"
-        print(
-            issue_token(
+        try:
+            token = issue_token(
                 settings, subject, args.role, args.wilayah, args.opd, args.fraksi, args.hours
             )
-        )
+        except ValueError as exc:
+            print(f"musrenbang token: {exc}", file=sys.stderr)
+            return 2
+        print(token)
         return 0
     if args.command == "demo":
         from musrenbang.demo import run_demo

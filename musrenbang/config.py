@@ -40,6 +40,7 @@ class Settings(BaseSettings):
 
     jwt_secret: str = DEV_JWT_SECRET
     jwks_url: str | None = None
+    token_max_hours: int = 24  # tokens living longer (or without `exp`) are refused
     webhook_url: str | None = None
 
     log_format: Literal["console", "json"] | None = None

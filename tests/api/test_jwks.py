@@ -21,6 +21,7 @@ from musrenbang.api.auth import AUDIENCE
 from musrenbang.config import Settings
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+fetches: list[str] = []  # the JWKS requests the server saw
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def jwks_url() -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            fetches.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -38,6 +40,7 @@ def jwks_url() -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
+    fetches.clear()
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/jwks.json"
@@ -74,3 +77,37 @@ async def test_rs256_tokens_from_the_jwks_are_accepted_and_forgeries_refused(
         assert (
             await api.get("/audit/verify", headers={"Authorization": f"Bearer {hs}"})
         ).status_code == 401
+
+
+async def test_tokens_without_exp_or_living_too_long_are_refused_and_keys_are_cached(
+    jwks_url: str, time_skipping_env: WorkflowEnvironment, engine: AsyncEngine
+) -> None:
+    from musrenbang.api.auth import issue_token, jwks_client
+
+    settings = Settings(jwks_url=jwks_url, token_max_hours=8)
+    app = create_app(settings, engine=engine, temporal=time_skipping_env.client)
+    now = int(time.time())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t/api/v1"
+    ) as api:
+        for token in (
+            jwt.encode(
+                {"sub": "a", "role": "auditor", "aud": AUDIENCE},
+                KEY,
+                algorithm="RS256",
+                headers={"kid": "idp-1"},
+            ),
+            _token(KEY, exp=now + 30 * 24 * 3600),
+            _token(KEY, exp=now - 10),
+        ):
+            res = await api.get("/audit/verify", headers={"Authorization": f"Bearer {token}"})
+            assert res.status_code == 401, res.text
+        for _ in range(3):
+            res = await api.get("/audit/verify", headers={"Authorization": f"Bearer {_token(KEY)}"})
+            assert res.status_code == 200, res.text
+    assert jwks_client(jwks_url) is jwks_client(jwks_url), "one client per process"
+    assert len(fetches) == 1, "the keys were fetched once, not per request"
+    with pytest.raises(ValueError, match="between 1 and 8 hours"):
+        issue_token(settings, "x", "auditor", hours=-5)
+    with pytest.raises(ValueError, match="between 1 and 8 hours"):
+        issue_token(settings, "x", "auditor", hours=9)
