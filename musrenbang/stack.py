@@ -235,7 +235,7 @@ async def run_stack(settings: Settings) -> None:
     from musrenbang.api.app import create_app
     from musrenbang.events.db import migrate
     from musrenbang.logging import get_logger
-    from musrenbang.worker import build_worker, register_search_attributes
+    from musrenbang.worker import build_worker
 
     log = get_logger("musrenbang.up")
     reaper = Reaper()
@@ -258,7 +258,6 @@ async def run_stack(settings: Settings) -> None:
             reaper.watch_group(dev.process.pid)
         _say(f"Connecting to Temporal at {target} ...")
         client = await connect_temporal(target, settings.temporal_namespace)
-        await register_search_attributes(client, settings.temporal_namespace)
         _say("Starting the worker and the API ...")
         engine = app_engine(settings, owner)
         worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)

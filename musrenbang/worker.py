@@ -25,14 +25,17 @@ WORKFLOWS = [CycleWorkflow, ForumWorkflow, NotificationWorkflow]
 
 
 class _Worker(Worker):
-    """A worker that closes its event writer's connections when it stops."""
+    """A worker that registers the workflows' search attributes before it takes a task (a
+    workflow setting one the server does not know would fail every task and wedge), and
+    closes its event writer's connections when it stops."""
 
-    def __init__(self, *args: Any, writer: EventWriter, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._writer = writer
+    def __init__(self, client: Client, *args: Any, writer: EventWriter, **kwargs: Any) -> None:
+        super().__init__(client, *args, **kwargs)
+        self._client, self._writer = client, writer
 
     async def run(self) -> None:
         try:
+            await register_search_attributes(self._client, self._client.namespace)
             await super().run()
         finally:
             await self._writer.aclose()

@@ -18,7 +18,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.events.db import app_url, conninfo, create_engine, migrate
 from musrenbang.stack import binary, embedded_postgres, ensure_database, search_attribute_flags
-from musrenbang.worker import register_search_attributes
 
 APP_USER = "musrenbang_app"
 APP_PASSWORD = "musrenbang_app"
@@ -90,7 +89,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server")
     )
-    await register_search_attributes(env.client, "default")
     yield env
     await env.shutdown()
 

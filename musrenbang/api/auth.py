@@ -9,9 +9,9 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import jwt
-from jwt.types import Options
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from jwt.types import Options
 
 from musrenbang.api.errors import ApiError
 from musrenbang.config import Settings

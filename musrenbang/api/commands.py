@@ -131,12 +131,13 @@ async def create_cycle(
         region=body.region,
         year=body.year,
         template=body.template,
-        deadlines={k: v.isoformat() for k, v in body.deadlines.items()},
+        deadlines=dict(body.deadlines),
         pokir_deadline=body.pokir_deadline.isoformat() if body.pokir_deadline else None,
         pagu=body.pagu,
         reminder_hours=body.reminder_hours,
         grace_working_days=body.grace_working_days,
         auto_close_policy=body.auto_close_policy,
+        holidays=[d.isoformat() for d in body.holidays],
     )
     try:
         inp = cycle_input(plan, actor)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from musrenbang.domain.text import first_bad_text
 
@@ -28,19 +28,34 @@ class Body(Strict):
         return data
 
 
+Rupiah = Annotated[StrictInt, Field(ge=0, le=10**15)]
+ReminderHour = Annotated[StrictInt, Field(ge=1, le=720)]
+DeadlineText = Annotated[str, Field(min_length=10, max_length=40)]
+
+
 class CycleCreate(Body):
     region: str = Field(pattern=r"^\d{2}\.\d{2}$", examples=["36.71"])
-    year: int = Field(ge=2024, le=2100, examples=[2028])
+    year: StrictInt = Field(ge=2024, le=2100, examples=[2028])
     template: Literal["default", "tanpa-kelurahan", "sipd"] = "default"
-    deadlines: dict[str, datetime | date] = Field(
+    deadlines: dict[str, DeadlineText] = Field(
         default_factory=dict,
-        description="stage slug to a day (end of that working day, WIB) or a moment with a zone",
+        max_length=10,
+        description="stage slug to a day (YYYY-MM-DD: the end of that working day, WIB) or a"
+        " moment with a zone (YYYY-MM-DDTHH:MM:SS+07:00); every key a stage of the template",
+        examples=[{"kelurahan": "2027-01-31", "kecamatan": "2027-02-27T16:00:00+07:00"}],
     )
     pokir_deadline: date | None = None
-    pagu: dict[str, int] = Field(default_factory=dict)
-    reminder_hours: list[int] = Field(default_factory=lambda: [72, 24], max_length=10)
-    grace_working_days: int = Field(default=3, ge=0, le=30)
+    pagu: dict[str, Rupiah] = Field(
+        default_factory=dict, max_length=10, description="stage slug to the pagu per forum"
+    )
+    reminder_hours: list[ReminderHour] = Field(default_factory=lambda: [72, 24], max_length=10)
+    grace_working_days: StrictInt = Field(default=3, ge=0, le=30)
     auto_close_policy: Literal["not_deliberated", "forward"] = "not_deliberated"
+    holidays: list[date] = Field(
+        default_factory=list,
+        max_length=200,
+        description="national holidays and cuti bersama for years lokal-id does not cover",
+    )
 
 
 class Draft(Strict):

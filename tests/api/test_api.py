@@ -11,6 +11,8 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from musrenbang.domain.calendar import fixed_holidays
+
 REGION, KEL, KEC = "13.72", "13.72.01.1001", "13.72.01"
 # Other forums open concurrently; the usulan's own events are what a retry could double.
 PROPOSAL_EVENTS = text("SELECT count(*) FROM audit.events WHERE stream LIKE 'proposal:%'")
@@ -38,7 +40,12 @@ def usulan(masalah: str, bidang: str, cost: int) -> dict[str, Any]:
 async def open_cycle(api: httpx.AsyncClient, token: Any, year: int) -> str:
     res = await api.post(
         "/cycles",
-        json={"region": REGION, "year": year, "pagu": {"kelurahan": 500_000_000}},
+        json={
+            "region": REGION,
+            "year": year,
+            "pagu": {"kelurahan": 500_000_000},
+            "holidays": fixed_holidays(year - 1, year),
+        },
         headers=token("admin"),
     )
     assert res.status_code == 201, res.text

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from musrenbang.domain.calendar import fixed_holidays
 from tests.api.test_api import BA, KEC, KEL, open_cycle, usulan, wait_forum
 
 OTHER_KEL, THIRD_KEL = "13.72.01.1002", "13.72.01.1003"
@@ -77,7 +78,12 @@ async def test_authorization_matrix(api: httpx.AsyncClient, token: Any, cycle_ye
         if action == "verify":
             return "GET", "/audit/verify", {}
         if action == "create":
-            return "POST", "/cycles", {"region": "13.72", "year": next(years)}
+            year = next(years)
+            return (
+                "POST",
+                "/cycles",
+                {"region": "13.72", "year": year, "holidays": fixed_holidays(year - 1)},
+            )
         target = THIRD_KEL if name == "admin" else OTHER_KEL
         return "POST", f"{forums[target]}/close", {"berita_acara": BA}
 

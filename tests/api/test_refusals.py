@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from musrenbang.api.app import create_app
 from musrenbang.config import Settings
+from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.events.db import create_engine
 from tests.api.test_api import BA, KEL, open_cycle, usulan, wait_forum
 
@@ -243,3 +244,39 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def test_cycle_plans_refuse_what_they_cannot_honour(
+    api: httpx.AsyncClient, token: Any, engine: AsyncEngine
+) -> None:
+    admin = token("admin")
+    base = {"region": "13.72", "year": 2028}
+    cases = [
+        ({"deadlines": {"kelurahan": "2027-01-20", "kelurahn": "2027-01-21"}}, "kelurahn"),
+        ({"pagu": {"kecamatan": -1}}, "pagu"),
+        ({"pagu": {"kecamatan": True}}, "pagu"),
+        ({"pagu": {"provinsi": 5}}, "provinsi"),
+        ({"reminder_hours": [-48, 0, 100000]}, "reminder_hours"),
+        ({"deadlines": {"kelurahan": "2027-01-20T10:00:00"}}, "time zone"),
+        ({"deadlines": {"kelurahan": "31 Januari 2027"}}, "kelurahan"),
+        ({"year": 2031}, "no holiday data for 2030"),
+    ]
+    for extra, says in cases:
+        res = await api.post("/cycles", json={**base, **extra}, headers=admin)
+        assert res.status_code == 422, (extra, res.text)
+        assert says in res.json()["detail"], (extra, res.text)
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar_one() == 0
+    day = await api.post(
+        "/cycles",
+        json={**base, "deadlines": {"kelurahan": "2027-01-20"}},
+        headers=admin,
+    )
+    assert day.status_code == 201, day.text
+    assert day.json()["deadlines"]["kelurahan"] == "2027-01-20T16:59:00+00:00"  # 23:59 WIB
+    given = await api.post(
+        "/cycles",
+        json={**base, "year": 2031, "holidays": fixed_holidays(2030)},
+        headers=admin,
+    )
+    assert given.status_code == 201, given.text

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 
+from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.stages import forum_id
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
@@ -31,7 +32,9 @@ ADMIN = ActorRef("admin.bappeda", "admin", "13.72")
 
 
 def small_cycle(year: int = 2028, **overrides: Any) -> CycleInput:
-    plan = CyclePlan(region=REGION, year=year, pagu={"kelurahan": 1_000_000_000}, **overrides)
+    overrides.setdefault("holidays", fixed_holidays(year - 1, year))
+    first = "kecamatan" if overrides.get("template") == "tanpa-kelurahan" else "kelurahan"
+    plan = CyclePlan(region=REGION, year=year, pagu={first: 1_000_000_000}, **overrides)
     return cycle_input(plan, ADMIN)
 
 

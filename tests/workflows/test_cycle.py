@@ -141,8 +141,8 @@ async def test_other_stage_templates_run_to_an_adopted_rkpd(
         )
         forum = await forum_handle(client, cycle, inp, first_stage, unit)
         # At a kecamatan intake (tanpa-kelurahan) the usulan names its kelurahan.
-        kel = next(k for k in inp.units["kelurahan"] if k.startswith(f"{unit}."))
-        origin = {"kelurahan": kel} if first_stage == "kecamatan" else {}
+        within = [k for k in inp.units["kelurahan"] if k.startswith(f"{unit}.")]
+        origin = {"kelurahan": within[0]} if first_stage == "kecamatan" else {}
         submitted = await forum.execute_update(
             ForumWorkflow.submit,
             SubmitRequest(
