@@ -1,23 +1,29 @@
 """Coordinator commands: each becomes a Temporal update (or a workflow start) and answers
-once its events are durable, with their seqs. An `Idempotency-Key` header becomes the
-update id, so a retried request returns the first answer and writes nothing new."""
+once its events are durable, with their seqs. An `Idempotency-Key` header is bound to its
+request (api/idempotency.py) and becomes the update id, so a retried request returns the
+first answer and writes nothing new."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from musrenbang.api.auth import CurrentActor, require
-from musrenbang.api.deps import EngineDep, SettingsDep, TemporalDep
+from musrenbang.api.deps import SettingsDep, TemporalDep
 from musrenbang.api.errors import ApiError
+from musrenbang.api.idempotency import claim
 from musrenbang.api.schemas import (
     CloseBody,
     CycleCreate,
@@ -45,12 +51,41 @@ from musrenbang.workflows.forum import ForumWorkflow
 router = APIRouter()
 # How long a person's request waits for its update before it is told to send it again.
 UPDATE_WAIT = 30.0
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
+]
 
 
-def _update_id(key: str | None, actor_subject: str) -> str:
-    # Scoped to the caller, so two people cannot collide on a key.
-    return f"{actor_subject}:{key}" if key else str(uuid.uuid4())
+Command = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Once:
+    """Runs a command once per Idempotency-Key: the key, scoped to the caller, is the
+    update id; a request already answered gets that answer without running again."""
+
+    engine: AsyncEngine
+    endpoint: str
+    subject: str
+    key: str | None
+
+    async def run(self, body: BaseModel, command: Command) -> dict[str, Any]:
+        if self.key is None:
+            return await command(str(uuid.uuid4()))
+        held = await claim(self.engine, self.subject, self.key, self.endpoint, body)
+        if held.answer is not None:
+            return held.answer
+        answer = await command(f"{self.subject}:{self.key}")
+        await held.remember(self.engine, answer)
+        return answer
+
+
+def _once(request: Request, actor: CurrentActor, key: IdempotencyKey = None) -> Once:
+    endpoint = f"{request.method} {request.url.path}"
+    return Once(request.app.state.engine, endpoint, actor.subject, key)
+
+
+OnceDep = Annotated[Once, Depends(_once)]
 
 
 def _result(res: CommandResult) -> dict[str, Any]:
@@ -75,23 +110,26 @@ async def run_update(
 
 async def _forum_command(
     client: Any,
-    engine: Any,
     path: tuple[str, str, str],
     update: Any,
     req: Any,
-    key: str | None,
-    actor: Any,
+    once: Once,
+    body: BaseModel,
 ) -> dict[str, Any]:
-    """Runs `update` on the forum; answers once its events are durable."""
+    """Runs `update` on the forum, once; answers when its events are durable."""
     cycle_id, stage, unit = path
     handle = _forum(client, cycle_id, stage, unit)
-    try:
-        res = await run_update(handle, update, req, _update_id(key, actor.subject))
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        raise await _not_running(engine, forum_id(cycle_id, stage, unit)) from None
-    return _result(res)
+
+    async def command(update_id: str) -> dict[str, Any]:
+        try:
+            res = await run_update(handle, update, req, update_id)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise await _not_running(once.engine, forum_id(cycle_id, stage, unit)) from None
+        return _result(res)
+
+    return await once.run(body, command)
 
 
 async def _not_running(engine: Any, fid: str) -> ApiError:
@@ -123,7 +161,11 @@ def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[
 
 @router.post("/cycles", status_code=201)
 async def create_cycle(
-    body: CycleCreate, actor: CurrentActor, client: TemporalDep, settings: SettingsDep
+    body: CycleCreate,
+    actor: CurrentActor,
+    client: TemporalDep,
+    settings: SettingsDep,
+    once: OnceDep,
 ) -> dict[str, Any]:
     """Opens a planning cycle for a kota/kabupaten and year (admin)."""
     require(actor, Role.ADMIN)
@@ -143,6 +185,14 @@ async def create_cycle(
         inp = cycle_input(plan, actor)
     except (UnknownRegion, ValueError) as exc:
         raise ApiError(422, "Refused", str(exc)) from exc
+
+    async def command(_: str) -> dict[str, Any]:
+        return await _start_cycle(client, settings, inp)
+
+    return await once.run(body, command)
+
+
+async def _start_cycle(client: Any, settings: Any, inp: Any) -> dict[str, Any]:
     try:
         await client.start_workflow(
             CycleWorkflow.run,
@@ -172,21 +222,23 @@ async def submit_pokir(
     body: PokirBody,
     actor: CurrentActor,
     client: TemporalDep,
-    key: IdempotencyKey = None,
+    once: OnceDep,
 ) -> dict[str, Any]:
     """Pokir DPRD (dprd role), until the pokir deadline."""
     require(actor, Role.DPRD, Role.ADMIN)
     req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
     handle = client.get_workflow_handle(f"cycle-{cycle_id}")
-    try:
-        res = await run_update(
-            handle, CycleWorkflow.submit_pokir, req, _update_id(key, actor.subject)
-        )
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        raise ApiError(409, "Conflict", f"the cycle {cycle_id} is not running") from None
-    return _result(res)
+
+    async def command(update_id: str) -> dict[str, Any]:
+        try:
+            res = await run_update(handle, CycleWorkflow.submit_pokir, req, update_id)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise ApiError(409, "Conflict", f"the cycle {cycle_id} is not running") from None
+        return _result(res)
+
+    return await once.run(body, command)
 
 
 @router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/proposals")
@@ -197,14 +249,13 @@ async def submit(
     body: SubmitBody,
     actor: CurrentActor,
     client: TemporalDep,
-    engine: EngineDep,
-    key: IdempotencyKey = None,
+    once: OnceDep,
 ) -> dict[str, Any]:
     """Submits usulan to the forum that takes them (the first stage of the template)."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
     req = SubmitRequest(actor, [d.model_dump() for d in body.proposals])
     return await _forum_command(
-        client, engine, (cycle_id, stage, unit), ForumWorkflow.submit, req, key, actor
+        client, (cycle_id, stage, unit), ForumWorkflow.submit, req, once, body
     )
 
 
@@ -216,14 +267,13 @@ async def decide(
     body: DecideBody,
     actor: CurrentActor,
     client: TemporalDep,
-    engine: EngineDep,
-    key: IdempotencyKey = None,
+    once: OnceDep,
 ) -> dict[str, Any]:
     """A batch of decisions, recorded all together or not at all."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
     req = DecideRequest(actor, [d.model_dump() for d in body.decisions])
     return await _forum_command(
-        client, engine, (cycle_id, stage, unit), ForumWorkflow.decide, req, key, actor
+        client, (cycle_id, stage, unit), ForumWorkflow.decide, req, once, body
     )
 
 
@@ -235,8 +285,7 @@ async def close(
     body: CloseBody,
     actor: CurrentActor,
     client: TemporalDep,
-    engine: EngineDep,
-    key: IdempotencyKey = None,
+    once: OnceDep,
 ) -> dict[str, Any]:
     """Closes the forum with its Berita Acara; accepted usulan go on to the next stage."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
@@ -248,7 +297,7 @@ async def close(
         ),
     )
     return await _forum_command(
-        client, engine, (cycle_id, stage, unit), ForumWorkflow.close, req, key, actor
+        client, (cycle_id, stage, unit), ForumWorkflow.close, req, once, body
     )
 
 
@@ -260,8 +309,7 @@ async def extend(
     body: DeadlineBody,
     actor: CurrentActor,
     client: TemporalDep,
-    engine: EngineDep,
-    key: IdempotencyKey = None,
+    once: OnceDep,
 ) -> dict[str, Any]:
     """Moves the forum's deadline (the level above)."""
     require(actor, Role.COORDINATOR, Role.ADMIN)
@@ -269,5 +317,5 @@ async def extend(
         raise ApiError(422, "ValidationError", "new_deadline needs a time zone, e.g. +07:00")
     req = ExtendRequest(actor, body.new_deadline.isoformat(), body.reason)
     return await _forum_command(
-        client, engine, (cycle_id, stage, unit), ForumWorkflow.extend, req, key, actor
+        client, (cycle_id, stage, unit), ForumWorkflow.extend, req, once, body
     )

@@ -280,3 +280,51 @@ async def test_cycle_plans_refuse_what_they_cannot_honour(
         headers=admin,
     )
     assert given.status_code == 201, given.text
+
+
+async def test_an_idempotency_key_is_bound_to_its_request(
+    api: httpx.AsyncClient, token: Any, engine: AsyncEngine, cycle_year: int
+) -> None:
+    forum, (a, b) = await _forum_with(api, token, cycle_year, [100_000_000, 50_000_000])
+    lurah = token("coordinator", KEL)
+    accept_a = {"decisions": [{"proposal_id": a, "kind": "accept"}]}
+    first = await api.post(
+        f"{forum}/decisions", json=accept_a, headers={**lurah, "Idempotency-Key": "rapat-7"}
+    )
+    assert first.status_code == 200, first.text
+    before = await _count(engine)
+    reused = [
+        (f"{forum}/decisions", {"decisions": [{"proposal_id": b, "kind": "accept"}]}),
+        (f"{forum}/proposals", {"proposals": [usulan("Jalan rusak", "jalan", 10_000_000)]}),
+    ]
+    for path, body in reused:
+        res = await api.post(path, json=body, headers={**lurah, "Idempotency-Key": "rapat-7"})
+        assert res.status_code == 422, res.text
+        assert res.json()["error"] == "IdempotencyKeyReused", res.text
+    assert await _count(engine) == before, "a reused key writes nothing"
+    other = token("coordinator", "13.72.01.1002")  # keys are the caller's own
+    res = await api.post(
+        f"/cycles/{forum.split('/')[2]}/forums/kelurahan/13.72.01.1002/proposals",
+        json={"proposals": [usulan("Drainase", "drainase", 10_000_000)]},
+        headers={**other, "Idempotency-Key": "rapat-7"},
+    )
+    assert res.status_code == 200, res.text
+    await api.post(
+        f"{forum}/decisions",
+        json={"decisions": [{"proposal_id": b, "kind": "accept"}]},
+        headers=lurah,
+    )
+    close = {"berita_acara": BA}
+    closed = await api.post(
+        f"{forum}/close", json=close, headers={**lurah, "Idempotency-Key": "tutup"}
+    )
+    assert closed.status_code == 200, closed.text
+    await asyncio.sleep(0.5)  # the forum's workflow has ended
+    again = await api.post(
+        f"{forum}/close", json=close, headers={**lurah, "Idempotency-Key": "tutup"}
+    )
+    assert (again.status_code, again.json()) == (200, closed.json()), "the first answer"
+    retry = await api.post(
+        f"{forum}/decisions", json=accept_a, headers={**lurah, "Idempotency-Key": "rapat-7"}
+    )
+    assert (retry.status_code, retry.json()) == (200, first.json())
