@@ -89,7 +89,7 @@ OnceDep = Annotated[Once, Depends(_once)]
 
 
 def _result(res: CommandResult) -> dict[str, Any]:
-    return {"seqs": res.seqs, "proposal_ids": res.proposal_ids}
+    return {"seqs": res.seqs, "proposal_ids": res.proposal_ids, "receipt_codes": res.receipt_codes}
 
 
 async def run_update(

@@ -72,7 +72,15 @@ class Draft(Strict):
     opd: str | None = Field(default=None, max_length=60)
     koordinat: list[float] | None = Field(default=None, min_length=2, max_length=2)
     pengusul: str | None = Field(default=None, max_length=200)
-    proposal_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    reference: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="the client's own reference, unique within its cycle; the usulan's id"
+        " is assigned by the server",
+    )
+    proposal_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="deprecated: `reference`"
+    )
 
 
 class SubmitBody(Body):

@@ -28,6 +28,7 @@ _PROPOSAL_STATUS = {
 def _submitted(state: State, payload: dict[str, Any]) -> None:
     state.update(
         proposal_id=payload["proposal_id"],
+        receipt=payload.get("receipt"),
         cycle_id=payload.get("cycle_id"),
         kind=payload.get("kind", "musrenbang"),
         stage=payload.get("stage"),

@@ -180,6 +180,8 @@ EXPORT_COLUMNS = [
     "reason_code",
     "reason",
     "merged_into",
+    "receipt",
+    "reference",
 ]
 
 
@@ -213,6 +215,8 @@ async def export_rows(conn: AsyncConnection, cycle_id: str) -> list[list[Any]]:
                 reason.get("code"),
                 reason.get("text"),
                 s.get("merged_into"),
+                s.get("receipt"),
+                d.get("reference"),
             ]
         )
     return out

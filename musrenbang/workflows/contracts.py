@@ -64,7 +64,12 @@ class ProposalDraft:
     opd: str | None = None
     koordinat: list[float] | None = None
     pengusul: str | None = None
-    proposal_id: str | None = None
+    proposal_id: str | None = None  # older clients' name for `reference`
+    reference: str | None = None  # the client's own reference, unique within its cycle
+
+    @property
+    def client_reference(self) -> str | None:
+        return self.reference or self.proposal_id
 
 
 @dataclass
@@ -133,6 +138,7 @@ class ExtendRequest:
 class CommandResult:
     seqs: list[int]
     proposal_ids: list[str] = field(default_factory=list)
+    receipt_codes: list[str] = field(default_factory=list)  # beside proposal_ids, in order
 
 
 @dataclass

@@ -16,6 +16,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
+    from musrenbang.domain.receipts import receipt_code
     from musrenbang.domain.stages import POKIR_STAGE, STAGES, Level, forum_id
     from musrenbang.domain.text import check_texts
     from musrenbang.workflows import search
@@ -35,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         Recorder,
         draft_details,
         drafts,
+        new_proposal_id,
         route,
         route_opd,
         validate_draft,
@@ -244,11 +246,12 @@ class CycleWorkflow:
             late: dict[str | None, list[Incoming]] = {}
             held: list[Incoming] = []
             for draft in drafts(req.proposals):
-                pid = draft.proposal_id or str(workflow.uuid4())
+                pid = new_proposal_id()
                 opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
                 details = draft_details(draft, opd)
                 payload = {
                     "proposal_id": pid,
+                    "receipt": receipt_code(pid),
                     "cycle_id": self.inp.cycle_id,
                     "stage": POKIR_STAGE,
                     "unit": opd,
@@ -276,7 +279,7 @@ class CycleWorkflow:
                     f"forum-{forum_id(self.inp.cycle_id, POKIR_STAGE, opd or '')}"
                 )
                 await handle.signal(ForumWorkflow.receive, [i.wire() for i in items])
-            return CommandResult(seqs, ids)
+            return CommandResult(seqs, ids, [receipt_code(p) for p in ids])
 
     @submit_pokir.validator
     def _validate_pokir(self, req: PokirRequest) -> None:
@@ -294,10 +297,16 @@ class CycleWorkflow:
         if not req.proposals or not req.dapil.strip():
             raise Refused("pokir need the dapil and at least one usulan")
         pd = self.inp.stages.index(POKIR_STAGE)
+        seen: set[str] = set()
         for n, draft in enumerate(drafts(req.proposals), start=1):
             problem = validate_draft(draft, self.inp.opds)
             if problem:
                 raise Refused(f"pokir {n}: {problem}")
+            ref = draft.client_reference
+            if ref and ref in seen:
+                raise Refused(f"pokir {n}: reference {ref} is given twice in this batch")
+            if ref:
+                seen.add(ref)
             opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
             if opd in self.closed[pd]:
                 raise Conflict(f"pokir {n}: the Forum PD of {opd} has already closed")

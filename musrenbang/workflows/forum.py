@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.calendar import WIB, add_working_days, end_of_day, holidays_from
     from musrenbang.domain.decisions import Decision, Entry, ForumBook
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
+    from musrenbang.domain.receipts import receipt_code
     from musrenbang.domain.stages import STAGES, Level, forum_id
     from musrenbang.domain.text import check_texts
     from musrenbang.workflows import search
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Recorder,
         draft_details,
         drafts,
+        new_proposal_id,
         plain,
         route,
         route_opd,
@@ -69,6 +71,7 @@ class ForumWorkflow:
         self.escalated_to: str | None = None
         self.closed_by: str | None = None
         self.perkada: str | None = None
+        self.references: dict[str, str] = {}  # client reference -> usulan id
         self.lock = asyncio.Lock()
         self.rec = Recorder(inp.city, inp.cycle_id, self.id, inp.stage, inp.unit)
 
@@ -223,7 +226,7 @@ class ForumWorkflow:
                 self._check_submit(req)
                 events, ids, entries = [], [], {}
                 for draft in drafts(req.proposals):
-                    pid = draft.proposal_id or str(workflow.uuid4())
+                    pid = new_proposal_id()
                     opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
                     details = draft_details(draft, opd)
                     if self.level is Level.KELURAHAN:
@@ -231,6 +234,7 @@ class ForumWorkflow:
                     entries[pid] = Entry(draft.cost, opd, "musrenbang", None, details)
                     payload = {
                         "proposal_id": pid,
+                        "receipt": receipt_code(pid),
                         "cycle_id": self.inp.cycle_id,
                         "stage": self.inp.stage,
                         "unit": self.inp.unit,
@@ -244,7 +248,12 @@ class ForumWorkflow:
                     ids.append(pid)
                 seqs = await self.rec.record(events, _update_key())
                 self.book.entries.update(entries)
-                return CommandResult(seqs, ids)
+                self.references.update(
+                    (d.client_reference, pid)
+                    for d, pid in zip(drafts(req.proposals), ids, strict=True)
+                    if d.client_reference
+                )
+                return CommandResult(seqs, ids, [receipt_code(p) for p in ids])
 
     @submit.validator
     def _validate_submit(self, req: SubmitRequest) -> None:
@@ -262,12 +271,13 @@ class ForumWorkflow:
             problem = validate_draft(draft, self.inp.opds) or self._origin_problem(draft)
             if problem:
                 raise Refused(f"usulan {n}: {problem}")
-            if draft.proposal_id and (
-                draft.proposal_id in self.book.entries or draft.proposal_id in seen
-            ):
-                raise Conflict(f"usulan {n}: id {draft.proposal_id} is already submitted")
-            if draft.proposal_id:
-                seen.add(draft.proposal_id)
+            ref = draft.client_reference
+            if ref and ref in seen:
+                raise Refused(f"usulan {n}: reference {ref} is given twice in this batch")
+            if ref and ref in self.references:
+                raise Conflict(f"usulan {n}: reference {ref} is already submitted here")
+            if ref:
+                seen.add(ref)
 
     @workflow.update
     async def decide(self, req: DecideRequest) -> CommandResult:

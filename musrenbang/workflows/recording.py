@@ -204,9 +204,21 @@ def route(next_level: Level, unit: str, opd: str | None, city: str) -> str:
 
 def draft_details(draft: ProposalDraft, opd: str | None) -> dict[str, Any]:
     """What an usulan's submission records of it: the fields given, and its OPD."""
-    details = {k: v for k, v in plain(draft).items() if v is not None and k != "proposal_id"}
+    details = {
+        k: v
+        for k, v in plain(draft).items()
+        if v is not None and k not in ("proposal_id", "reference")
+    }
     details["opd"] = opd
+    if draft.client_reference:
+        details["reference"] = draft.client_reference
     return details
+
+
+def new_proposal_id() -> str:
+    """An usulan's id: server-assigned, unique across regions and cycles. A client's own
+    reference never becomes a stream or a key (it is unique within its cycle only)."""
+    return str(workflow.uuid4())
 
 
 def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:

@@ -1,0 +1,94 @@
+"""Records that cannot collide: two regions on one deployment use the same client
+reference, and each usulan keeps its own id, history, state and export row."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from musrenbang.domain.calendar import fixed_holidays
+from musrenbang.domain.receipts import ALPHABET
+from musrenbang.events.projections import rebuild
+from tests.api.test_api import usulan, wait_forum
+
+REGIONS = {"13.72": "13.72.01.1001", "13.74": "13.74.01.1001"}  # Solok, Padang Panjang
+REFERENCE = "TS-CIATER-004"
+
+
+async def _snapshot(engine: AsyncEngine) -> list[Any]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT proposal_id, status, state, version FROM read.proposals ORDER BY 1")
+        )
+        return [tuple(r) for r in rows]
+
+
+async def test_one_client_reference_in_two_regions_stays_two_usulan(
+    api: httpx.AsyncClient, token: Any, engine: AsyncEngine, cycle_year: int
+) -> None:
+    admin, auditor = token("admin"), token("auditor")
+    submitted: dict[str, dict[str, Any]] = {}
+    for region, kel in REGIONS.items():
+        res = await api.post(
+            "/cycles",
+            json={"region": region, "year": cycle_year, "holidays": fixed_holidays(cycle_year - 1)},
+            headers=admin,
+        )
+        assert res.status_code == 201, res.text
+        forum = f"/cycles/{region}-{cycle_year}/forums/kelurahan/{kel}"
+        await wait_forum(api, token, forum)
+        lurah = token("coordinator", kel)
+        twice = await api.post(
+            f"{forum}/proposals",
+            json={
+                "proposals": [
+                    {**usulan("Jalan rusak", "jalan", 10_000_000), "reference": "R-1"},
+                    {**usulan("Jalan retak", "jalan", 20_000_000), "reference": "R-1"},
+                ]
+            },
+            headers=lurah,
+        )
+        assert twice.status_code == 422 and "twice" in twice.json()["detail"], twice.text
+        res = await api.post(
+            f"{forum}/proposals",
+            json={
+                "proposals": [
+                    {**usulan(f"Jalan {region}", "jalan", 50_000_000), "reference": REFERENCE}
+                ]
+            },
+            headers=lurah,
+        )
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert len(body["proposal_ids"]) == len(body["receipt_codes"]) == 1
+        submitted[region] = {"id": body["proposal_ids"][0], "receipt": body["receipt_codes"][0]}
+        again = await api.post(
+            f"{forum}/proposals",
+            json={"proposals": [{**usulan("Lagi", "jalan", 5_000_000), "reference": REFERENCE}]},
+            headers=lurah,
+        )
+        assert again.status_code == 409, again.text
+    ids = {s["id"] for s in submitted.values()}
+    assert len(ids) == 2 and REFERENCE not in ids, "the server assigns the ids"
+    for s in submitted.values():
+        code = s["receipt"].replace("-", "")
+        assert len(code) == 12 and set(code) <= set(ALPHABET)
+    for region, s in submitted.items():
+        state = (await api.get(f"/proposals/{s['id']}", headers=auditor)).json()
+        assert state["details"]["masalah"] == f"Jalan {region}"
+        assert state["details"]["reference"] == REFERENCE and state["receipt"] == s["receipt"]
+        history = (await api.get(f"/proposals/{s['id']}/history", headers=auditor)).json()
+        assert [e["payload"]["cycle_id"] for e in history["events"]] == [f"{region}-{cycle_year}"]
+        export = await api.get(f"/cycles/{region}-{cycle_year}/export.csv", headers=auditor)
+        rows = list(csv.DictReader(io.StringIO(export.text)))
+        assert [(r["proposal_id"], r["reference"]) for r in rows] == [(s["id"], REFERENCE)]
+    live = await _snapshot(engine)
+    async with engine.connect() as conn:
+        await rebuild(conn)
+        await conn.commit()
+    assert await _snapshot(engine) == live
