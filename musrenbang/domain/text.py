@@ -4,27 +4,30 @@ text taken from outside is checked here, at the API and again in the workflow.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from musrenbang.domain.errors import Refused
 
-# Tab, line feed and carriage return are ordinary in minutes and addresses.
-_ALLOWED_CONTROLS = frozenset("\t\n\r")
+# C0 controls but tab, line feed and carriage return (ordinary in minutes and addresses),
+# DEL, and the surrogate range, which holds no character on its own. One regular
+# expression: a batch of thousands of usulan is scanned at C speed.
+_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 MAX_DEPTH = 12
 
 
 def text_problem(value: str) -> str | None:
     """Why `value` cannot be recorded, or None."""
-    for ch in value:
-        code = ord(ch)
-        if code == 0:
-            return "holds a NUL character"
-        if 0xD800 <= code <= 0xDFFF:
-            return "holds a lone surrogate (not valid Unicode)"
-        if (code < 0x20 and ch not in _ALLOWED_CONTROLS) or code == 0x7F:
-            return f"holds the control character U+{code:04X}"
-    return None
+    found = _BAD.search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    if code == 0:
+        return "holds a NUL character"
+    if 0xD800 <= code <= 0xDFFF:
+        return "holds a lone surrogate (not valid Unicode)"
+    return f"holds the control character U+{code:04X}"
 
 
 def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, str]]:

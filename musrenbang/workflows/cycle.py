@@ -284,6 +284,7 @@ class CycleWorkflow:
     @submit_pokir.validator
     def _validate_pokir(self, req: PokirRequest) -> None:
         with refusals():
+            check_texts(req.proposals, "proposals")
             self._check_pokir(req)
 
     def _check_pokir(self, req: PokirRequest) -> None:

@@ -258,6 +258,7 @@ class ForumWorkflow:
     @submit.validator
     def _validate_submit(self, req: SubmitRequest) -> None:
         with refusals():
+            check_texts(req.proposals, "proposals")
             self._check_submit(req)
 
     def _check_submit(self, req: SubmitRequest) -> None:
@@ -297,14 +298,16 @@ class ForumWorkflow:
 
     @decide.validator
     def _validate_decide(self, req: DecideRequest) -> None:
+        # Texts are checked here only: an accepted update's texts cannot change before
+        # its handler runs, and a batch of thousands is walked once.
         with refusals():
+            check_texts(req.decisions, "decisions")
             self._check_decisions(req)
 
     def _check_decisions(self, req: DecideRequest) -> list[Decision]:
         self._authorize(req.actor)
         if not req.decisions:
             raise Refused("no decisions in the request")
-        check_texts(req.decisions, "decisions")
         try:
             decisions = [Decision(**d) for d in req.decisions]
         except TypeError as exc:

@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.errors import Refused
     from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
     from musrenbang.domain.stages import Level
-    from musrenbang.domain.text import first_bad_text
     from musrenbang.workflows.contracts import (
         ActorRef,
         EventSpec,
@@ -230,10 +229,8 @@ def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
 
 
 def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
-    """Why a submitted usulan is refused, or None."""
-    bad = first_bad_text(plain(draft))
-    if bad:
-        return f"{bad[0]} {bad[1]}"
+    """Why a submitted usulan is refused, or None (its texts are checked apart, by
+    `check_texts`, in the update's validator)."""
     if not draft.masalah.strip() or not draft.gagasan.strip():
         return "masalah and gagasan are required"
     if isinstance(draft.cost, bool) or not isinstance(draft.cost, int) or draft.cost <= 0:

@@ -104,6 +104,17 @@ async def test_refused_requests_write_nothing_and_leave_no_trace(
             )
         assert "positive whole number" in str(err.value.cause)
         assert getattr(err.value.cause, "type", None) == "Refused"
+        # A client that reaches Temporal without the API meets the same refusals.
+        for bad in (
+            SubmitRequest(lurah, [draft("Jalan\x00rusak", "jalan", 5_000_000)]),
+            DecideRequest(lurah, [DecisionRequest(a, "reject", reason="x\ud800", reason_code="y")]),
+        ):
+            update = (
+                ForumWorkflow.submit if isinstance(bad, SubmitRequest) else ForumWorkflow.decide
+            )
+            with pytest.raises(WorkflowUpdateFailedError) as err:
+                await forum.execute_update(update, bad)
+            assert getattr(err.value.cause, "type", None) == "Refused", err.value.cause
         assert len(await _events(engine)) == before
         history = await forum.fetch_history()
         accepted = [
