@@ -47,7 +47,8 @@ class Driver:
 
     def who(self, role: str, wilayah: str | None = None, opd: str | None = None) -> dict[str, str]:
         subject = f"{role}.{opd or wilayah or 'pusat'}"
-        token = issue_token(self.settings, subject, role, wilayah, opd)
+        region = None if role == "admin" else self.region
+        token = issue_token(self.settings, subject, role, wilayah, opd, region=region)
         return {"Authorization": f"Bearer {token}"}
 
     async def send(

@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", help="who the token names (default: derived)")
     token.add_argument("--fraksi", help="for dprd: the member's fraksi")
     token.add_argument("--hours", type=int, default=12)
+    token.add_argument(
+        "--region", help="the kota/kabupaten the token belongs to (e.g. 36.71); from --wilayah"
+    )
+    token.add_argument(
+        "--regions", help="for auditor: the regions it reads, comma-separated, or * for all"
+    )
     demo = sub.add_parser("demo", help="run a realistic cycle for Kota Tangerang through the API")
     demo.add_argument(
         "--kelurahan",
@@ -131,7 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         subject = args.subject or f"{args.role}.{args.opd or args.wilayah or 'pusat'}"
         try:
             token = issue_token(
-                settings, subject, args.role, args.wilayah, args.opd, args.fraksi, args.hours
+                settings,
+                subject,
+                args.role,
+                args.wilayah,
+                args.opd,
+                args.fraksi,
+                args.hours,
+                region=args.region,
+                regions=args.regions.split(",") if args.regions else None,
             )
         except ValueError as exc:
             print(f"musrenbang token: {exc}", file=sys.stderr)

@@ -110,7 +110,12 @@ class Demo:
             "auditor": "inspektorat",
         }[role]
         token = issue_token(
-            self.settings, f"{subject}.{opd or wilayah or REGION}", role, wilayah, opd
+            self.settings,
+            f"{subject}.{opd or wilayah or REGION}",
+            role,
+            wilayah,
+            opd,
+            region=None if role in ("admin", "auditor") else REGION,
         )
         return {"Authorization": f"Bearer {token}"}
 

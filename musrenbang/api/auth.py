@@ -4,6 +4,7 @@ keys from an organisation's JWKS URL. The claims name the role and the jurisdict
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from functools import lru_cache
 from typing import Annotated, Any
@@ -30,6 +31,8 @@ def issue_token(
     opd: str | None = None,
     fraksi: str | None = None,
     hours: int = 12,
+    region: str | None = None,
+    regions: list[str] | None = None,
 ) -> str:
     if role not in {r.value for r in Role}:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(r.value for r in Role)}")
@@ -46,10 +49,55 @@ def issue_token(
         "iat": now,
         "exp": now + hours * 3600,
     }
-    for key, value in (("wilayah", wilayah), ("opd", opd), ("fraksi", fraksi)):
+    region = region or (region_of(wilayah) if wilayah else None)
+    if role == Role.AUDITOR and not regions:
+        regions = [region] if region else [ALL_REGIONS]
+    for key, value in (
+        ("wilayah", wilayah),
+        ("opd", opd),
+        ("fraksi", fraksi),
+        ("region", region),
+        ("regions", regions),
+    ):
         if value:
             claims[key] = value
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+ALL_REGIONS = "*"
+_REGION = re.compile(r"^\d{2}\.\d{2}$")
+
+
+def region_of(code: str) -> str:
+    """The kota/kabupaten of a region code (`36.71.01.1001` -> `36.71`)."""
+    return ".".join(code.split(".")[:2])
+
+
+def _region_claims(role: str, claims: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+    """The region a token belongs to and, for an auditor, the regions it reads. Every token
+    but a deployment-wide admin's names its region; an OPD's and a DPRD member's say it in
+    `region`, a lurah's and a camat's in their `wilayah` too."""
+    wilayah, region = claims.get("wilayah"), claims.get("region")
+    if wilayah is not None and not isinstance(wilayah, str):
+        raise ApiError(401, "Unauthorized", "the token's wilayah must be a region code")
+    if region is None and wilayah:
+        region = region_of(wilayah)
+    if region is not None and not (isinstance(region, str) and _REGION.match(region)):
+        raise ApiError(401, "Unauthorized", "the token's region must be a code like 36.71")
+    if wilayah and region_of(wilayah) != region:
+        raise ApiError(401, "Unauthorized", f"the token's wilayah {wilayah} is not in {region}")
+    if role == Role.AUDITOR:
+        regions = claims.get("regions")
+        if regions is None and region:
+            regions = [region]
+        if not (isinstance(regions, list) and regions and all(isinstance(r, str) for r in regions)):
+            raise ApiError(
+                401, "Unauthorized", 'an auditor\'s token names the regions it reads ("*": all)'
+            )
+        return region, [str(r) for r in regions]
+    if role in (Role.COORDINATOR, Role.DPRD) and region is None:
+        raise ApiError(401, "Unauthorized", f"a {role} token must name its region")
+    return region, None
 
 
 # Every token must say who it is for and when it ends.
@@ -92,18 +140,65 @@ async def current_actor(
     role = claims.get("role")
     if role not in {r.value for r in Role} or not claims.get("sub"):
         raise ApiError(401, "Unauthorized", "the token names no known role or subject")
+    region, regions = _region_claims(role, claims)
     return ActorRef(
         subject=str(claims["sub"]),
         role=role,
         jurisdiction=claims.get("opd") or claims.get("wilayah"),
         fraksi=claims.get("fraksi"),
         request_id=getattr(request.state, "request_id", None),
+        region=region,
+        regions=regions,
     )
 
 
 CurrentActor = Annotated[ActorRef, Depends(current_actor)]
 
 
+def allow(*roles: Role) -> Any:
+    """A route dependency: a role that may never do the action gets 403 before the body
+    is validated (FastAPI runs dependencies first)."""
+
+    async def check(actor: CurrentActor) -> None:
+        require(actor, *roles)
+
+    return Depends(check)
+
+
+def cycle_region(cycle_id: str) -> str:
+    """The region of a cycle id (`36.71-2028` -> `36.71`)."""
+    return cycle_id.rsplit("-", 1)[0]
+
+
 def require(actor: ActorRef, *roles: Role) -> None:
     if actor.role not in {r.value for r in roles}:
         raise ApiError(403, "Forbidden", f"the {actor.role} role may not do this")
+
+
+def may_read(actor: ActorRef, region: str) -> bool:
+    """Coordinators and DPRD read their own region; an auditor the regions its token names
+    (or all); an admin its region, or all when its token names none."""
+    if actor.role == Role.AUDITOR:
+        return bool(actor.regions) and (
+            ALL_REGIONS in (actor.regions or []) or region in (actor.regions or [])
+        )
+    return (
+        actor.region is None
+        if actor.role == Role.ADMIN and actor.region is None
+        else (actor.region == region)
+    )
+
+
+def require_read(actor: ActorRef, region: str) -> None:
+    if not may_read(actor, region):
+        raise ApiError(403, "Forbidden", f"this token does not read region {region}")
+
+
+def require_write(actor: ActorRef, region: str) -> None:
+    """A write in `region`: only by a token of that region (or a deployment-wide admin)."""
+    if actor.role == Role.ADMIN and actor.region is None:
+        return
+    if actor.region != region:
+        raise ApiError(
+            403, "Forbidden", f"this token belongs to {actor.region}, not to region {region}"
+        )

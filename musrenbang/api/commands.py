@@ -20,7 +20,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from musrenbang.api.auth import CurrentActor, require
+from musrenbang.api.auth import CurrentActor, allow, cycle_region, require_write
 from musrenbang.api.deps import SettingsDep, TemporalDep
 from musrenbang.api.errors import ApiError
 from musrenbang.api.idempotency import claim
@@ -159,7 +159,7 @@ def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[
     return handle
 
 
-@router.post("/cycles", status_code=201)
+@router.post("/cycles", status_code=201, dependencies=[allow(Role.ADMIN)])
 async def create_cycle(
     body: CycleCreate,
     actor: CurrentActor,
@@ -168,7 +168,7 @@ async def create_cycle(
     once: OnceDep,
 ) -> dict[str, Any]:
     """Opens a planning cycle for a kota/kabupaten and year (admin)."""
-    require(actor, Role.ADMIN)
+    require_write(actor, body.region)
     plan = CyclePlan(
         region=body.region,
         year=body.year,
@@ -216,7 +216,7 @@ async def _start_cycle(client: Any, settings: Any, inp: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/cycles/{cycle_id}/pokir")
+@router.post("/cycles/{cycle_id}/pokir", dependencies=[allow(Role.DPRD, Role.ADMIN)])
 async def submit_pokir(
     cycle_id: str,
     body: PokirBody,
@@ -225,7 +225,7 @@ async def submit_pokir(
     once: OnceDep,
 ) -> dict[str, Any]:
     """Pokir DPRD (dprd role), until the pokir deadline."""
-    require(actor, Role.DPRD, Role.ADMIN)
+    require_write(actor, cycle_region(cycle_id))
     req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
     handle = client.get_workflow_handle(f"cycle-{cycle_id}")
 
@@ -241,7 +241,10 @@ async def submit_pokir(
     return await once.run(body, command)
 
 
-@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/proposals")
+@router.post(
+    "/cycles/{cycle_id}/forums/{stage}/{unit}/proposals",
+    dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+)
 async def submit(
     cycle_id: str,
     stage: str,
@@ -252,14 +255,17 @@ async def submit(
     once: OnceDep,
 ) -> dict[str, Any]:
     """Submits usulan to the forum that takes them (the first stage of the template)."""
-    require(actor, Role.COORDINATOR, Role.ADMIN)
+    require_write(actor, cycle_region(cycle_id))
     req = SubmitRequest(actor, [d.model_dump() for d in body.proposals])
     return await _forum_command(
         client, (cycle_id, stage, unit), ForumWorkflow.submit, req, once, body
     )
 
 
-@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/decisions")
+@router.post(
+    "/cycles/{cycle_id}/forums/{stage}/{unit}/decisions",
+    dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+)
 async def decide(
     cycle_id: str,
     stage: str,
@@ -270,14 +276,17 @@ async def decide(
     once: OnceDep,
 ) -> dict[str, Any]:
     """A batch of decisions, recorded all together or not at all."""
-    require(actor, Role.COORDINATOR, Role.ADMIN)
+    require_write(actor, cycle_region(cycle_id))
     req = DecideRequest(actor, [d.model_dump() for d in body.decisions])
     return await _forum_command(
         client, (cycle_id, stage, unit), ForumWorkflow.decide, req, once, body
     )
 
 
-@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/close")
+@router.post(
+    "/cycles/{cycle_id}/forums/{stage}/{unit}/close",
+    dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+)
 async def close(
     cycle_id: str,
     stage: str,
@@ -288,7 +297,7 @@ async def close(
     once: OnceDep,
 ) -> dict[str, Any]:
     """Closes the forum with its Berita Acara; accepted usulan go on to the next stage."""
-    require(actor, Role.COORDINATOR, Role.ADMIN)
+    require_write(actor, cycle_region(cycle_id))
     ba = body.berita_acara
     req = CloseRequest(
         actor,
@@ -301,7 +310,10 @@ async def close(
     )
 
 
-@router.post("/cycles/{cycle_id}/forums/{stage}/{unit}/deadline")
+@router.post(
+    "/cycles/{cycle_id}/forums/{stage}/{unit}/deadline",
+    dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+)
 async def extend(
     cycle_id: str,
     stage: str,
@@ -312,7 +324,7 @@ async def extend(
     once: OnceDep,
 ) -> dict[str, Any]:
     """Moves the forum's deadline (the level above)."""
-    require(actor, Role.COORDINATOR, Role.ADMIN)
+    require_write(actor, cycle_region(cycle_id))
     if body.new_deadline.tzinfo is None:
         raise ApiError(422, "ValidationError", "new_deadline needs a time zone, e.g. +07:00")
     req = ExtendRequest(actor, body.new_deadline.isoformat(), body.reason)

@@ -14,7 +14,7 @@ from lokal import wilayah
 from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from musrenbang.api.auth import CurrentActor
+from musrenbang.api.auth import CurrentActor, cycle_region, require_read
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import not_found
 from musrenbang.domain.opd import KOTA_TANGERANG
@@ -75,6 +75,7 @@ async def list_forums(
     unit_prefix: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9.-]+$")] = None,
 ) -> dict[str, Any]:
     """Every forum the cycle has opened, newest state first by stage and unit."""
+    require_read(actor, cycle_region(cycle_id))
     known = (
         await conn.execute(text("SELECT 1 FROM read.cycles WHERE cycle_id = :c"), {"c": cycle_id})
     ).first()

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from sqlalchemy import text
 
-from musrenbang.api.auth import CurrentActor
+from musrenbang.api.auth import CurrentActor, cycle_region, may_read, require_read
 from musrenbang.api.deps import ConnDep
 from musrenbang.api.errors import ApiError, not_found
 from musrenbang.domain.stages import forum_id
@@ -35,8 +35,20 @@ async def _cycle_state(conn: Any, cycle_id: str) -> dict[str, Any]:
     return {**row.state, "status": row.status, "last_seq": row.last_seq}
 
 
+async def _proposal_region(conn: Any, proposal_id: str, actor: Any) -> None:
+    """An usulan outside the token's regions is, to that token, not there."""
+    row = (
+        await conn.execute(
+            text("SELECT log_id FROM read.proposals WHERE proposal_id = :p"), {"p": proposal_id}
+        )
+    ).first()
+    if row is not None and not may_read(actor, row.log_id):
+        raise not_found(f"usulan {proposal_id}")
+
+
 @router.get("/cycles/{cycle_id}")
 async def get_cycle(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
     forums = await conn.execute(
         text(
@@ -52,6 +64,7 @@ async def get_cycle(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[s
 async def get_forum(
     cycle_id: str, stage: str, unit: str, conn: ConnDep, actor: CurrentActor
 ) -> dict[str, Any]:
+    require_read(actor, cycle_region(cycle_id))
     fid = forum_id(cycle_id, stage, unit)
     row = (
         await conn.execute(
@@ -88,6 +101,7 @@ async def get_proposal(
         raise ApiError(
             422, "ValidationError", "as_of needs a time zone, e.g. 2027-02-01T00:00:00+07:00"
         )
+    await _proposal_region(conn, proposal_id, actor)
     state = await queries.proposal_state(conn, proposal_id, as_of)
     if state is None:
         raise not_found(f"usulan {proposal_id}" + (f" as of {as_of.isoformat()}" if as_of else ""))
@@ -96,6 +110,7 @@ async def get_proposal(
 
 @router.get("/proposals/{proposal_id}/history")
 async def get_history(proposal_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    await _proposal_region(conn, proposal_id, actor)
     found = await queries.history(conn, proposal_id)
     if found is None:
         raise not_found(f"usulan {proposal_id}")
@@ -113,18 +128,22 @@ async def get_events(
     log: Annotated[str | None, Query(max_length=20)] = None,
 ) -> dict[str, Any]:
     """The log as a cursor feed: pass the last `seq` you saw as `after`."""
-    log_id = log or (cycle.rsplit("-", 1)[0] if cycle else None)
+    log_id = log or (cycle_region(cycle) if cycle else None)
     if log_id is None:
-        logs = (
-            (await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id")))
-            .scalars()
-            .all()
-        )
+        logs = [
+            name
+            for name in (
+                await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))
+            ).scalars()
+            if may_read(actor, name)
+        ]
         if len(logs) > 1:
             raise ApiError(
                 422, "ValidationError", f"name a log (one of {', '.join(logs)}) or a cycle"
             )
         log_id = logs[0] if logs else ""
+    if log_id:
+        require_read(actor, log_id)
     events = await read_log(conn, log_id, after=after, limit=limit, types=type, cycle_id=cycle)
     return {
         "log_id": log_id,
@@ -135,7 +154,8 @@ async def get_events(
 
 @router.get("/audit/verify")
 async def audit_verify(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
-    result = await verify_all(conn)
+    """Verifies every log this token reads (all of them, for a token that reads all)."""
+    result = await verify_all(conn, only=lambda log_id: may_read(actor, log_id))
     return {
         "ok": result.ok,
         "checked": result.checked,
@@ -147,18 +167,21 @@ async def audit_verify(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
 
 @router.get("/cycles/{cycle_id}/funnel")
 async def get_funnel(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
     return {"cycle_id": cycle_id, "stages": await queries.funnel(conn, cycle_id, state["stages"])}
 
 
 @router.get("/cycles/{cycle_id}/findings")
 async def get_findings(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+    require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
     return {"cycle_id": cycle_id, **await queries.findings(conn, cycle_id, state["stages"][0])}
 
 
 @router.get("/cycles/{cycle_id}/export.csv", response_class=Response)
 async def export_csv(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Response:
+    require_read(actor, cycle_region(cycle_id))
     await _cycle_state(conn, cycle_id)
     buffer = io.StringIO()
     writer = csv.writer(buffer)

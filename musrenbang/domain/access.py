@@ -25,6 +25,7 @@ class Actor:
     role: str
     jurisdiction: str | None = None
     fraksi: str | None = None
+    region: str | None = None  # the kota/kabupaten the actor belongs to
 
     def as_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -52,6 +53,8 @@ def may_decide(
 ) -> bool:
     """May `actor` submit, decide or close on the forum of `unit`? A stage Bappeda chairs
     (SIPD's Validasi Mitra Bappeda) is Bappeda's, whatever unit its forums are per."""
+    if actor.region is not None and actor.region != city:
+        return False  # an OPD slug or a code is only ever meant within its own region
     if actor.role == Role.ADMIN:
         return True
     if actor.role != Role.COORDINATOR or actor.jurisdiction is None:
@@ -67,6 +70,8 @@ def may_decide(
 
 def may_extend(actor: Actor, level: Level, unit: str, city: str) -> bool:
     """Only the level above (or an admin) may move a forum's deadline."""
+    if actor.region is not None and actor.region != city:
+        return False
     if actor.role == Role.ADMIN:
         return True
     return actor.role == Role.COORDINATOR and actor.jurisdiction == escalation_target(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,8 +186,13 @@ def _check_rows(
     return expected, prev, None
 
 
-async def verify_all(conn: AsyncConnection, *, min_range: int = _BATCH) -> Verification:
-    """Verifies every log; stops at the first that fails."""
+async def verify_all(
+    conn: AsyncConnection,
+    *,
+    min_range: int = _BATCH,
+    only: Callable[[str], bool] | None = None,
+) -> Verification:
+    """Verifies every log (or those `only` accepts); stops at the first that fails."""
     driver = await driver_connection(conn)
     logs = [
         r[0]
@@ -196,6 +202,8 @@ async def verify_all(conn: AsyncConnection, *, min_range: int = _BATCH) -> Verif
     ]
     checked = 0
     for log_id in logs:
+        if only is not None and not only(log_id):
+            continue
         result = await verify_log(conn, log_id, min_range=min_range)
         checked += result.checked
         if not result.ok:

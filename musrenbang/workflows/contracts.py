@@ -22,6 +22,8 @@ class ActorRef:
     jurisdiction: str | None = None
     fraksi: str | None = None
     request_id: str | None = None  # the API request that caused this, for correlation
+    region: str | None = None  # the kota/kabupaten the token belongs to (None: all, admin)
+    regions: list[str] | None = None  # an auditor's: the regions it reads, ["*"] for all
 
 
 @dataclass

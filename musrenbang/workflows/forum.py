@@ -388,7 +388,9 @@ class ForumWorkflow:
             self._check_extend(req)
 
     def _check_extend(self, req: ExtendRequest) -> datetime:
-        actor = Actor(req.actor.subject, req.actor.role, req.actor.jurisdiction)
+        actor = Actor(
+            req.actor.subject, req.actor.role, req.actor.jurisdiction, region=req.actor.region
+        )
         if not may_extend(actor, self.level, self.inp.unit, self.inp.city):
             raise Forbidden(f"{req.actor.subject} may not extend this forum's deadline")
         if self.status == "closed":
@@ -429,7 +431,7 @@ class ForumWorkflow:
     def _authorize(self, ref: ActorRef) -> None:
         if self.status == "closed":
             raise Conflict(f"the forum {self.id} is closed")
-        actor = Actor(ref.subject, ref.role, ref.jurisdiction)
+        actor = Actor(ref.subject, ref.role, ref.jurisdiction, region=ref.region)
         chair = STAGES.get(self.inp.stage)
         bappeda = chair is not None and chair.chaired_by == "Bappeda"
         if not may_decide(

@@ -35,8 +35,13 @@ async def api(
 
 @pytest.fixture
 def token(settings: Settings) -> Any:
-    def make(role: str, wilayah: str | None = None, opd: str | None = None) -> dict[str, str]:
+    def make(
+        role: str, wilayah: str | None = None, opd: str | None = None, region: str | None = None
+    ) -> dict[str, str]:
         subject = f"{role}.{opd or wilayah or 'pusat'}"
-        return {"Authorization": f"Bearer {issue_token(settings, subject, role, wilayah, opd)}"}
+        if region is None and (opd or role == "dprd"):
+            region = "13.72"  # Kota Solok, the region the API tests plan in
+        token = issue_token(settings, subject, role, wilayah, opd, region=region)
+        return {"Authorization": f"Bearer {token}"}
 
     return make

@@ -55,6 +55,7 @@ def _token(key: Any, **claims: Any) -> str:
         "aud": AUDIENCE,
         "iat": now,
         "exp": now + 600,
+        "regions": ["*"],
     }
     return jwt.encode({**payload, **claims}, key, algorithm="RS256", headers={"kid": "idp-1"})
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from typing import Any
 
 import httpx
+import jwt
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -92,3 +94,73 @@ async def test_one_client_reference_in_two_regions_stays_two_usulan(
         await rebuild(conn)
         await conn.commit()
     assert await _snapshot(engine) == live
+
+
+async def test_every_token_is_held_to_its_region(
+    api: httpx.AsyncClient, token: Any, settings: Any, cycle_year: int
+) -> None:
+    from musrenbang.api.auth import issue_token
+
+    admin = token("admin")
+    for region in REGIONS:
+        res = await api.post(
+            "/cycles",
+            json={"region": region, "year": cycle_year, "holidays": fixed_holidays(cycle_year - 1)},
+            headers=admin,
+        )
+        assert res.status_code == 201, res.text
+    solok = f"/cycles/13.72-{cycle_year}"
+    forum = f"{solok}/forums/kelurahan/{REGIONS['13.72']}"
+    await wait_forum(api, token, forum)
+    res = await api.post(
+        f"{forum}/proposals",
+        json={"proposals": [usulan("Jalan rusak", "jalan", 10_000_000)]},
+        headers=token("coordinator", REGIONS["13.72"]),
+    )
+    pid = res.json()["proposal_ids"][0]
+
+    def bearer(*args: Any, **kw: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {issue_token(settings, 'x', *args, **kw)}"}
+
+    other_opd = bearer("coordinator", opd="dinas-pupr", region="13.74")
+    other_lurah = token("coordinator", REGIONS["13.74"])
+    other_dprd = bearer("dprd", region="13.74")
+    only_other = bearer("auditor", regions=["13.74"])
+    writes = [
+        (
+            f"{solok}/forums/forum-pd/dinas-pupr/decisions",
+            other_opd,
+            {"decisions": [{"proposal_id": pid, "kind": "accept"}]},
+        ),
+        (f"{forum}/proposals", other_lurah, {"proposals": [usulan("Jalan", "jalan", 10_000_000)]}),
+        (
+            f"{solok}/pokir",
+            other_dprd,
+            {"dapil": "Dapil 1", "proposals": [usulan("PJU", "pju", 9_000_000)]},
+        ),
+        ("/cycles", bearer("admin", region="13.74"), {"region": "13.72", "year": 2099}),
+        ("/cycles", token("auditor"), {"region": "not a region"}),  # 403 before the body
+    ]
+    for path, who, body in writes:
+        res = await api.post(path, json=body, headers=who)
+        assert res.status_code == 403, (path, res.text)
+    for path in (solok, f"{solok}/export.csv", f"{solok}/forums", f"{solok}/funnel", forum):
+        for who in (other_lurah, other_dprd, only_other):
+            res = await api.get(path, headers=who)
+            assert res.status_code == 403, (path, res.text)
+    for path in (f"/proposals/{pid}", f"/proposals/{pid}/history"):
+        assert (await api.get(path, headers=only_other)).status_code == 404
+        assert (await api.get(path, headers=token("auditor"))).status_code == 200
+    mine = await api.get(f"/cycles/13.74-{cycle_year}", headers=only_other)
+    assert mine.status_code == 200, mine.text
+    events = await api.get("/events", params={"cycle": f"13.72-{cycle_year}"}, headers=only_other)
+    assert events.status_code == 403
+    scoped = (await api.get("/audit/verify", headers=only_other)).json()
+    everything = (await api.get("/audit/verify", headers=token("auditor"))).json()
+    assert scoped["ok"] and 0 < scoped["checked"] < everything["checked"]
+    for claims in ({"opd": "dinas-pupr"}, {}):  # an OPD, a DPRD member: no region named
+        role = "coordinator" if claims else "dprd"
+        raw = {"sub": "x", "role": role, "aud": "musrenbang", "exp": int(time.time()) + 3600}
+        unplaced = jwt.encode({**raw, **claims}, settings.jwt_secret)
+        res = await api.get(solok, headers={"Authorization": f"Bearer {unplaced}"})
+        assert res.status_code == 401 and "region" in res.json()["detail"], res.text
