@@ -147,7 +147,12 @@ class Driver:
         decisions = [
             {"proposal_id": a, "kind": "prioritize", "rank": 1, "scores": {"rkpd": 5}},
             {"proposal_id": a, "kind": "accept"},
-            {"proposal_id": b, "kind": "revise", "changes": {"cost": 80_000_000}},
+            {
+                "proposal_id": b,
+                "kind": "revise",
+                "reason": "Survei lapangan",
+                "changes": {"cost": 80_000_000},
+            },
             {"proposal_id": c, "kind": "merge", "into": a},
             last,
         ]

@@ -261,6 +261,7 @@ async def kelurahan_stage(
             {
                 "proposal_id": pids[1],
                 "kind": "revise",
+                "reason": "Volume disesuaikan dengan hasil survei lapangan",
                 "changes": {"cost": 70_000_000, "volume": 60},
             },
         ]

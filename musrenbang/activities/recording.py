@@ -36,10 +36,23 @@ def _new_event(spec: EventSpec) -> NewEvent:
     )
 
 
+# A worker ahead of its migrations or without its grants: an operator's fault that the
+# next attempt may find mended. Retried, never a refusal of the events.
+_DEPLOYMENT_FAULTS = (
+    psycopg.errors.InsufficientPrivilege,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedObject,
+    psycopg.errors.InvalidSchemaName,
+)
+
+
 def deterministic_failure(exc: BaseException) -> ApplicationError | None:
     """The refusal to report when retrying `exc` cannot help (the same events would fail
-    the same way), or None when it may (the database is down, a lock was contended)."""
-    if isinstance(exc, Contention):
+    the same way), or None when it may (the database is down, a lock was contended, the
+    schema or the grants are not there yet)."""
+    if isinstance(exc, Contention | _DEPLOYMENT_FAULTS):
         return None
     if isinstance(exc, IdempotencyConflict):
         return ApplicationError(str(exc), type="Conflict", non_retryable=True)

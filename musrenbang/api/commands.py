@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import WorkflowHandle
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -99,7 +99,7 @@ async def run_update(
     waiting. The update carries on; the same Idempotency-Key later returns its answer."""
     try:
         return await asyncio.wait_for(handle.execute_update(update, req, id=update_id), UPDATE_WAIT)
-    except TimeoutError:
+    except (TimeoutError, RPCTimeoutOrCancelledError):  # the client raises the latter when cut
         raise ApiError(
             503,
             "Unavailable",

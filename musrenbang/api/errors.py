@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -103,6 +103,11 @@ def install(app: FastAPI) -> None:
     async def _refusal(_: Request, exc: Refused) -> JSONResponse:
         err = refusal(exc.kind, exc.detail)
         return _body(err.status, err.kind, err.detail)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database.unavailable", error=str(exc.orig)[:300])
+        return _body(503, "Unavailable", "the database did not answer; try again")
 
     @app.exception_handler(DataError)
     async def _data(_: Request, exc: DataError) -> JSONResponse:

@@ -36,7 +36,12 @@ _ANSWER = text(
 
 def fingerprint(body: BaseModel | None) -> str:
     data = body.model_dump(mode="json") if body is not None else None
-    return hashlib.sha256(rfc8785.dumps(data)).hexdigest()
+    try:
+        return hashlib.sha256(rfc8785.dumps(data)).hexdigest()
+    except rfc8785.CanonicalizationError as exc:  # e.g. an integer beyond 2^53
+        raise ApiError(
+            422, "ValidationError", f"the body holds a value JSON cannot carry: {exc}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,9 @@ class CycleCreate(Body):
 
 
 class Draft(Strict):
+    # Strict types: a boolean is not a number, a number is not a text.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     masalah: str = Field(min_length=3, max_length=2000)
     gagasan: str = Field(min_length=3, max_length=4000)
     cost: int = Field(gt=0, le=10**13, description="estimated cost in Rupiah")
@@ -93,6 +96,8 @@ class PokirBody(Body):
 
 
 class DecisionBody(Strict):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     proposal_id: str = Field(min_length=1, max_length=64)
     kind: Literal[
         "accept",
@@ -110,7 +115,9 @@ class DecisionBody(Strict):
     changes: dict[str, Any] = Field(default_factory=dict)
     into: str | None = Field(default=None, max_length=64)
     rank: int | None = Field(default=None, ge=1, le=100000)
-    scores: dict[str, int] = Field(default_factory=dict)
+    scores: dict[str, Annotated[StrictInt, Field(ge=0, le=5)]] = Field(
+        default_factory=dict, max_length=10
+    )
     opd_akhir: str | None = Field(default=None, max_length=60)
     sub_kegiatan: str | None = Field(default=None, max_length=40)
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from lokal import format_rupiah
 
+from musrenbang.domain.usulan import changes_problem
+
 SUB_KEGIATAN = re.compile(r"^\d\.\d{2}\.\d{2}\.\d\.\d{2}\.\d{4}$")
 # The official kecamatan criteria (Permendagri 86/2017).
 CRITERIA = ("rkpd", "spm", "hak-dasar", "lintas-kecamatan", "lainnya")
@@ -106,15 +108,19 @@ class ForumBook:
         """Puts back what :meth:`snapshot` copied (the batch could not be recorded)."""
         self.entries.update(saved)
 
-    def check(self, decisions: list[Decision], known_opds: frozenset[str]) -> list[str]:
+    def check(
+        self, decisions: list[Decision], known_opds: frozenset[str], strict: bool = True
+    ) -> list[str]:
         """Every reason the batch is refused (empty: it may be recorded). A batch is
-        all-or-nothing, and the pagu is checked against its end state."""
+        all-or-nothing, and the pagu is checked against its end state. `strict` is the
+        usulan validator on revisions and a revision's reason; histories recorded before
+        those rules replay without them."""
         problems: list[str] = []
         trial = {pid: (e.outcome, e.cost) for pid, e in self.entries.items()}
         allowed = ALLOWED.get(self.stage, DEFAULT_ALLOWED)
         for n, d in enumerate(decisions, start=1):
             where = f"decision {n} ({d.kind} on {d.proposal_id})"
-            problem = _check_one(d, self, allowed, known_opds, trial)
+            problem = _check_one(d, self, allowed, known_opds, trial, strict)
             if problem:
                 problems.append(f"{where}: {problem}")
                 continue
@@ -158,6 +164,7 @@ def _check_one(
     allowed: frozenset[Kind],
     known_opds: frozenset[str],
     trial: dict[str, tuple[str | None, int]],
+    strict: bool = True,
 ) -> str | None:
     if d.proposal_id not in book.entries:
         return "this usulan is not held by this forum"
@@ -173,6 +180,12 @@ def _check_one(
         return "a reason is required"
     if kind is Kind.REJECT and not d.reason_code:
         return "a reason code is required to reject"
+    if kind is Kind.REVISE and strict:
+        if not (d.reason and d.reason.strip()):
+            return "a revision needs its reason"
+        if not d.changes:
+            return "accept with changes needs the changes"
+        return changes_problem(d.changes, REVISABLE, known_opds)
     if kind is Kind.REVISE:
         return _check_revision(d.changes)
     if kind is Kind.MERGE:
@@ -218,6 +231,8 @@ def _payload(d: Decision, kind: Kind, entry: Entry) -> dict[str, Any]:
     if kind in NEEDS_REASON:
         payload.update(reason=d.reason, reason_code=d.reason_code)
     if kind is Kind.REVISE:
+        if d.reason:
+            payload.update(reason=d.reason, reason_code=d.reason_code)
         payload["changes"] = d.changes
         payload["original"] = {k: entry.details.get(k) for k in d.changes}
         if "cost" in d.changes:

@@ -252,7 +252,7 @@ class _Batch:
                 ).fetchall()
             except psycopg.errors.UniqueViolation as exc:
                 if check:  # the full check rules this out unless the head lock was bypassed
-                    raise EventLogError(
+                    raise Contention(
                         f"concurrent append detected: {exc.diag.message_primary}"
                     ) from exc
                 rows = []  # the statement wrote nothing

@@ -82,8 +82,11 @@ class ForumWorkflow:
             await self.rec.record(
                 [self.rec.forum_event("ForumOpened", self._opened_payload())], "opened"
             )
-        await self._watch_deadline()
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        while True:
+            await self._watch_deadline()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self.status == "closed":  # a close refused after it stopped the timers
+                break  # is put back: then the timers run again
         forwarded = [
             Incoming(pid, e.cost, e.opd, e.kind).wire()
             for pid, e in self.book.entries.items()
@@ -114,21 +117,37 @@ class ForumWorkflow:
             async with self.lock:
                 if self.status == "closed" or self.deadline != marker:
                     continue
-                notice = await self._run_timer(action, sent)
+                notice, refused = await self._run_timer(action, sent)
+                if notice is not None and not self.rec.by_child():
+                    await self.rec.deliver_here(notice)  # as histories from before it did
+                    notice = None
             if notice is not None:  # delivered outside the lock, by a workflow of its own
                 await self.rec.send(notice)
+            if refused:
+                await workflow.sleep(TIMER_RETRY)
 
-    async def _run_timer(self, action: Any, sent: set[tuple[str, int]]) -> Notice | None:
+    async def _run_timer(
+        self, action: Any, sent: set[tuple[str, int]]
+    ) -> tuple[Notice | None, bool]:
+        """Runs a reminder, escalation or auto-close. If the log refuses the system's own
+        record for good, the forum is put back as it was and the timer tries again later."""
+        before = (self.status, self.escalated_to, self.closed_by, set(sent))
+        outcomes = {pid: e.outcome for pid, e in self.book.entries.items()}
         try:
             result: Notice | None = await action(sent)
-            return result
+            return result, False
         except ActivityError as exc:
             refusal = refusal_of(exc)
             if refusal is None:
                 raise
-            # The log refused the system's own record for good; the forum carries on.
+            self.status, self.escalated_to, self.closed_by, kept = before
+            sent.clear()
+            sent.update(kept)
+            for pid, outcome in outcomes.items():
+                self.book.entries[pid].outcome = outcome
+            self._publish()
             workflow.logger.error("forum.timer_refused", extra={"detail": refusal.detail})
-            return None
+            return None, True
 
     def _next_due(self, sent: set[tuple[str, int]]) -> tuple[datetime, Any]:
         key = self.deadline.isoformat()
@@ -223,10 +242,12 @@ class ForumWorkflow:
     async def submit(self, req: SubmitRequest) -> CommandResult:
         with refusals():
             async with self.lock:
-                self._check_submit(req)
+                strict = workflow.patched(STRICT_USULAN)
+                self._check_submit(req, strict)
                 events, ids, entries = [], [], {}
                 for draft in drafts(req.proposals):
-                    pid = new_proposal_id()
+                    # before STRICT_USULAN a client's id became the usulan's
+                    pid = new_proposal_id() if strict else draft.proposal_id or new_proposal_id()
                     opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
                     details = draft_details(draft, opd)
                     if self.level is Level.KELURAHAN:
@@ -261,17 +282,21 @@ class ForumWorkflow:
             check_texts(req.proposals, "proposals")
             self._check_submit(req)
 
-    def _check_submit(self, req: SubmitRequest) -> None:
-        self._authorize(req.actor)
+    def _check_submit(self, req: SubmitRequest, strict: bool = True) -> None:
+        self._authorize(req.actor, strict)
         if not self.inp.intake:
             raise Refused(f"usulan are not submitted at the {self.inp.stage} forum")
         if not req.proposals:
             raise Refused("no usulan in the request")
         seen: set[str] = set()
         for n, draft in enumerate(drafts(req.proposals), start=1):
-            problem = validate_draft(draft, self.inp.opds) or self._origin_problem(draft)
+            problem = validate_draft(draft, self.inp.opds)
+            if strict:
+                problem = problem or self._origin_problem(draft)
             if problem:
                 raise Refused(f"usulan {n}: {problem}")
+            if not strict:
+                continue
             ref = draft.client_reference
             if ref and ref in seen:
                 raise Refused(f"usulan {n}: reference {ref} is given twice in this batch")
@@ -284,7 +309,7 @@ class ForumWorkflow:
     async def decide(self, req: DecideRequest) -> CommandResult:
         with refusals():
             async with self.lock:
-                decisions = self._check_decisions(req)
+                decisions = self._check_decisions(req, strict=workflow.patched(STRICT_USULAN))
                 saved = self.book.snapshot(decisions)
                 try:
                     events = [
@@ -304,15 +329,15 @@ class ForumWorkflow:
             check_texts(req.decisions, "decisions")
             self._check_decisions(req)
 
-    def _check_decisions(self, req: DecideRequest) -> list[Decision]:
-        self._authorize(req.actor)
+    def _check_decisions(self, req: DecideRequest, strict: bool = True) -> list[Decision]:
+        self._authorize(req.actor, strict)
         if not req.decisions:
             raise Refused("no decisions in the request")
         try:
             decisions = [Decision(**d) for d in req.decisions]
         except TypeError as exc:
             raise Refused(f"a decision has a field this forum does not know: {exc}") from None
-        problems = self.book.check(decisions, frozenset(self.inp.opds))
+        problems = self.book.check(decisions, frozenset(self.inp.opds), strict)
         if problems:
             raise Refused("; ".join(problems[:20]))
         return decisions
@@ -321,7 +346,7 @@ class ForumWorkflow:
     async def close(self, req: CloseRequest) -> CommandResult:
         with refusals():
             async with self.lock:
-                self._check_close(req)
+                self._check_close(req, strict=workflow.patched(STRICT_USULAN))
                 ba = plain(req.berita_acara)
                 events = [
                     self.rec.forum_event(
@@ -347,8 +372,8 @@ class ForumWorkflow:
         with refusals():
             self._check_close(req)
 
-    def _check_close(self, req: CloseRequest) -> None:
-        self._authorize(req.actor)
+    def _check_close(self, req: CloseRequest, strict: bool = True) -> None:
+        self._authorize(req.actor, strict)
         ba = req.berita_acara
         check_texts(plain(ba), "berita_acara")
         if not ba.tempat.strip() or ba.peserta < 1 or not ba.penandatangan:
@@ -428,12 +453,12 @@ class ForumWorkflow:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _authorize(self, ref: ActorRef) -> None:
+    def _authorize(self, ref: ActorRef, strict: bool = True) -> None:
         if self.status == "closed":
             raise Conflict(f"the forum {self.id} is closed")
         actor = Actor(ref.subject, ref.role, ref.jurisdiction, region=ref.region)
         chair = STAGES.get(self.inp.stage)
-        bappeda = chair is not None and chair.chaired_by == "Bappeda"
+        bappeda = strict and chair is not None and chair.chaired_by == "Bappeda"
         if not may_decide(
             actor, self.level, self.inp.unit, self.inp.city, self.escalated_to, bappeda
         ):
@@ -506,6 +531,11 @@ class ForumWorkflow:
         return events
 
 
+# Revisions pass the usulan validator and carry their reason; decisions recorded before
+# that rule replay without it.
+STRICT_USULAN = "strict-usulan-rules"
+# A timer whose record the log refused tries again after this long.
+TIMER_RETRY = timedelta(hours=1)
 KELURAHAN_CODE = re.compile(r"^\d{2}\.\d{2}\.\d{2}\.\d{4}$")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.errors import Refused
     from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
     from musrenbang.domain.stages import Level
+    from musrenbang.domain.usulan import usulan_problem
     from musrenbang.workflows.contracts import (
         ActorRef,
         EventSpec,
@@ -146,19 +147,28 @@ class Recorder:
             )
         )
 
-    async def send(self, notice: Notice) -> None:
-        """Hands the notice to its own NotificationWorkflow and returns: the forum never
-        waits on the webhook. Histories recorded before that path existed delivered it
-        here, in the forum, and replay that way."""
-        inp = notice.inp
-        if not workflow.patched(NOTIFY_BY_CHILD):
+    def by_child(self) -> bool:
+        """Whether notices go to a NotificationWorkflow of their own (histories recorded
+        before that path delivered them in the forum, under its lock, and replay so)."""
+        return workflow.patched(NOTIFY_BY_CHILD)
+
+    async def deliver_here(self, notice: Notice) -> None:
+        """The delivery of forums started before NotificationWorkflow; a receiver that
+        stays down no longer fails the forum, it only loses the notice (logged)."""
+        try:
             await workflow.execute_activity(
                 "notify",
-                inp,
+                notice.inp,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
             )
-            return
+        except ActivityError:
+            workflow.logger.error("notify.given_up", extra={"kind": notice.inp.kind})
+
+    async def send(self, notice: Notice) -> None:
+        """Hands the notice to its own NotificationWorkflow and returns: the forum never
+        waits on the webhook."""
+        inp = notice.inp
         # Already started: handed over before (the forum was reset and replays its timers).
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
@@ -230,23 +240,11 @@ def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
 
 def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
     """Why a submitted usulan is refused, or None (its texts are checked apart, by
-    `check_texts`, in the update's validator)."""
-    if not draft.masalah.strip() or not draft.gagasan.strip():
-        return "masalah and gagasan are required"
-    if isinstance(draft.cost, bool) or not isinstance(draft.cost, int) or draft.cost <= 0:
-        return "cost must be a positive whole number of Rupiah"
-    if draft.volume <= 0 or not draft.satuan.strip():
-        return "volume must be positive and satuan given"
-    if draft.opd is not None and draft.opd not in opds:
-        return f"unknown OPD {draft.opd!r}"
+    `check_texts`, in the update's validator): the one usulan validator of the domain,
+    and an OPD that will hold a Forum PD for it."""
+    problem = usulan_problem(plain(draft), opds)
+    if problem:
+        return problem
     if route_opd(draft.opd, draft.bidang, opds) is None:
         return f"no OPD handles bidang {draft.bidang!r}; name the opd"
-    for name, value in (("rt", draft.rt), ("rw", draft.rw)):
-        if value is not None and not (value.isdigit() and len(value) <= 3):
-            return f"{name} must be a number of up to three digits"
-    if draft.koordinat is not None and (
-        len(draft.koordinat) != 2
-        or not (-11 <= draft.koordinat[0] <= 6 and 95 <= draft.koordinat[1] <= 141)
-    ):
-        return "koordinat must be [lat, lon] within Indonesia"
     return None

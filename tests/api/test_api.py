@@ -85,7 +85,12 @@ async def test_coordinator_and_auditor_journey(
 
     body = {
         "decisions": [
-            {"proposal_id": a, "kind": "revise", "changes": {"cost": 120_000_000}},
+            {
+                "proposal_id": a,
+                "kind": "revise",
+                "reason": "Harga satuan disesuaikan",
+                "changes": {"cost": 120_000_000},
+            },
             {"proposal_id": b, "kind": "merge", "into": a},
             {
                 "proposal_id": c,

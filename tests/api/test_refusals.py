@@ -328,3 +328,54 @@ async def test_an_idempotency_key_is_bound_to_its_request(
         f"{forum}/decisions", json=accept_a, headers={**lurah, "Idempotency-Key": "rapat-7"}
     )
     assert (retry.status_code, retry.json()) == (200, first.json())
+
+
+async def test_one_validator_for_an_usulans_fields_also_on_revision(
+    api: httpx.AsyncClient, token: Any, engine: AsyncEngine, cycle_year: int
+) -> None:
+    forum, (a,) = await _forum_with(api, token, cycle_year, [100_000_000])
+    lurah = token("coordinator", KEL)
+    before = await _count(engine)
+
+    def revise(changes: dict[str, Any], reason: str | None = "Survei") -> dict[str, Any]:
+        d: dict[str, Any] = {"proposal_id": a, "kind": "revise", "changes": changes}
+        if reason is not None:
+            d["reason"] = reason
+        return {"decisions": [d]}
+
+    for body, says in (
+        (revise({"volume": "banyak"}), "volume"),
+        (revise({"volume": -3}), "volume"),
+        (revise({"satuan": None}), "satuan"),
+        (revise({"masalah": "x" * 50_000}), "masalah"),
+        (revise({"opd": "dinas-tidak-ada"}), "dinas-tidak-ada"),
+        (revise({"cost": True}), "cost"),
+        (revise({"rt": "0"}), "rt"),
+        (revise({"cost": 90_000_000}, reason=None), "reason"),
+    ):
+        res = await api.post(f"{forum}/decisions", json=body, headers=lurah)
+        assert res.status_code == 422, (body, res.text)
+        assert says in res.json()["detail"], (body, res.text)
+    for draft, says in (
+        ({"cost": True}, "cost"),
+        ({"cost": "5000000"}, "cost"),
+        ({"volume": True}, "volume"),
+        ({"koordinat": [48.85, 2.35]}, "koordinat"),
+        ({"opd": "dinas-tidak-ada"}, "dinas-tidak-ada"),
+    ):
+        res = await api.post(
+            f"{forum}/proposals",
+            json={"proposals": [{**usulan("Jalan rusak", "jalan", 10_000_000), **draft}]},
+            headers=lurah,
+        )
+        assert res.status_code == 422, (draft, res.text)
+        assert says in res.json()["detail"], (draft, res.text)
+    assert await _count(engine) == before
+    res = await api.post(
+        f"{forum}/decisions", json=revise({"cost": 90_000_000}, "Harga satuan turun"), headers=lurah
+    )
+    assert res.status_code == 200, res.text
+    history = (await api.get(f"/proposals/{a}/history", headers=token("auditor"))).json()
+    revised = next(e for e in history["events"] if e["type"] == "ProposalRevised")
+    assert revised["payload"]["reason"] == "Harga satuan turun"
+    assert revised["payload"]["original"] == {"cost": 100_000_000}

@@ -95,7 +95,7 @@ def test_the_accepted_total_may_not_exceed_the_pagu() -> None:
     fits = [
         Decision("a", "accept"),
         Decision("b", "accept"),
-        Decision("c", "revise", changes={"cost": 50}),
+        Decision("c", "revise", reason="Harga turun", changes={"cost": 50}),
     ]
     assert book.check(fits, frozenset()) == []
     book.apply(fits)

@@ -124,7 +124,12 @@ async def drive_cycle(
             [
                 DecisionRequest(a, "prioritize", rank=1, scores={"rkpd": 5, "spm": 4}),
                 DecisionRequest(a, "accept"),
-                DecisionRequest(b, "revise", changes={"cost": 80_000_000, "volume": 80}),
+                DecisionRequest(
+                    b,
+                    "revise",
+                    reason="Volume disesuaikan",
+                    changes={"cost": 80_000_000, "volume": 80},
+                ),
                 DecisionRequest(c, "merge", into=a),
                 DecisionRequest(
                     d,
