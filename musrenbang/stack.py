@@ -141,7 +141,7 @@ class TemporalDevServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(5)
+                self.process.wait(3)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
@@ -245,9 +245,9 @@ async def run_stack(settings: Settings) -> None:
             _say("Using the configured PostgreSQL ...")
         else:
             _say(f"Starting PostgreSQL (embedded, data in {settings.home / 'pgdata'}) ...")
-        owner = owner_url(settings)
-        if not settings.database_url:
+        if not settings.database_url:  # said before it starts: a kill in between is covered
             reaper.watch_postgres((settings.home / "pgdata").resolve())
+        owner = owner_url(settings)
         _say("Bringing the database schema up to date ...")
         migrate(owner, settings.app_db_user, settings.app_db_password)
         dev = None if settings.temporal_address else TemporalDevServer(settings)

@@ -52,7 +52,7 @@ def deterministic_failure(exc: BaseException) -> ApplicationError | None:
     """The refusal to report when retrying `exc` cannot help (the same events would fail
     the same way), or None when it may (the database is down, a lock was contended, the
     schema or the grants are not there yet)."""
-    if isinstance(exc, Contention | _DEPLOYMENT_FAULTS):
+    if isinstance(exc, (Contention, *_DEPLOYMENT_FAULTS)):
         return None
     if isinstance(exc, IdempotencyConflict):
         return ApplicationError(str(exc), type="Conflict", non_retryable=True)

@@ -100,7 +100,7 @@ async def test_refused_requests_write_nothing_and_leave_no_trace(
             assert getattr(err.value.cause, "type", None) == kind
         with pytest.raises(WorkflowUpdateFailedError) as err:
             await forum.execute_update(
-                ForumWorkflow.submit, SubmitRequest(lurah, [draft("x", "jalan", -5)])
+                ForumWorkflow.submit, SubmitRequest(lurah, [draft("Jalan rusak", "jalan", -5)])
             )
         assert "positive whole number" in str(err.value.cause)
         assert getattr(err.value.cause, "type", None) == "Refused"
@@ -203,7 +203,7 @@ async def test_the_sipd_validation_is_bappedas_and_a_kecamatan_intake_names_the_
                     ForumWorkflow.submit,
                     SubmitRequest(camat, [draft("Jalan rusak", "jalan", 10_000_000, **origin)]),
                 )
-            assert "name the kelurahan" in str(err.value.cause), origin
+            assert "kelurahan" in str(err.value.cause), origin
         await intake.execute_update(
             ForumWorkflow.submit,
             SubmitRequest(camat, [draft("Jalan rusak", "jalan", 10_000_000, kelurahan=KEL)]),
