@@ -30,18 +30,23 @@ async def _snapshot(engine: AsyncEngine) -> list[Any]:
         return [tuple(r) for r in rows]
 
 
+async def _open_cycles(api: httpx.AsyncClient, token: Any, year: int) -> None:
+    for region in REGIONS:
+        res = await api.post(
+            "/cycles",
+            json={"region": region, "year": year, "holidays": fixed_holidays(year - 1)},
+            headers=token("admin"),
+        )
+        assert res.status_code == 201, res.text
+
+
 async def test_one_client_reference_in_two_regions_stays_two_usulan(
     api: httpx.AsyncClient, token: Any, engine: AsyncEngine, cycle_year: int
 ) -> None:
-    admin, auditor = token("admin"), token("auditor")
+    auditor = token("auditor")
     submitted: dict[str, dict[str, Any]] = {}
+    await _open_cycles(api, token, cycle_year)
     for region, kel in REGIONS.items():
-        res = await api.post(
-            "/cycles",
-            json={"region": region, "year": cycle_year, "holidays": fixed_holidays(cycle_year - 1)},
-            headers=admin,
-        )
-        assert res.status_code == 201, res.text
         forum = f"/cycles/{region}-{cycle_year}/forums/kelurahan/{kel}"
         await wait_forum(api, token, forum)
         lurah = token("coordinator", kel)
@@ -101,14 +106,7 @@ async def test_every_token_is_held_to_its_region(
 ) -> None:
     from musrenbang.api.auth import issue_token
 
-    admin = token("admin")
-    for region in REGIONS:
-        res = await api.post(
-            "/cycles",
-            json={"region": region, "year": cycle_year, "holidays": fixed_holidays(cycle_year - 1)},
-            headers=admin,
-        )
-        assert res.status_code == 201, res.text
+    await _open_cycles(api, token, cycle_year)
     solok = f"/cycles/13.72-{cycle_year}"
     forum = f"{solok}/forums/kelurahan/{REGIONS['13.72']}"
     await wait_forum(api, token, forum)
