@@ -176,7 +176,8 @@ async def get_funnel(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[
 async def get_findings(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
     require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
-    return {"cycle_id": cycle_id, **await queries.findings(conn, cycle_id, state["stages"][0])}
+    stages = state["stages"]
+    return {"cycle_id": cycle_id, **await queries.findings(conn, cycle_id, stages[0], stages)}
 
 
 @router.get("/cycles/{cycle_id}/export.csv", response_class=Response)

@@ -143,9 +143,61 @@ SELECT item, (SELECT e.type || ':' || coalesce(e.payload->>'stage', '') FROM aud
 """)
 
 
-async def findings(conn: AsyncConnection, cycle_id: str, first_stage: str) -> dict[str, Any]:
-    """Usulan at a stage with no ancestor in the stage before, and RKPD items that trace to
-    no kelurahan submission or pokir."""
+_AFTER_ESCALATION = text("""
+SELECT s.stream, s.payload->>'stage' AS stage, s.payload->>'unit' AS unit, s.seq,
+       min(e.seq) AS escalated_seq
+  FROM audit.events s
+  JOIN audit.events e ON e.type = 'EscalationRaised' AND e.seq < s.seq
+   AND e.stream = 'forum:' || :c || '-' || (s.payload->>'stage') || '-' || (s.payload->>'unit')
+ WHERE s.cycle_id = :c AND s.type = 'ProposalSubmitted'
+ GROUP BY 1, 2, 3, 4 ORDER BY 4
+""")
+_DUPLICATES = text("""
+SELECT state->'details'->>'kelurahan' AS kelurahan, lower(btrim(state->'details'->>'masalah'))
+       AS masalah, state->'details'->>'bidang' AS bidang, array_agg(proposal_id ORDER BY 1) AS ids
+  FROM read.proposals WHERE cycle_id = :c AND status <> 'merged'
+ GROUP BY 1, 2, 3 HAVING count(*) > 1
+UNION ALL
+SELECT NULL, 'reference ' || (state->'details'->>'reference'), NULL, array_agg(proposal_id)
+  FROM read.proposals WHERE cycle_id = :c AND state->'details'->>'reference' IS NOT NULL
+ GROUP BY state->'details'->>'reference' HAVING count(*) > 1
+""")
+
+
+async def stranded(conn: AsyncConnection, cycle_id: str, stages: list[str]) -> list[Any]:
+    """Usulan waiting at a forum that never opened although every forum of the stage
+    before has closed (so the cycle had its chance to open it)."""
+    forums = {
+        (r.stage, r.unit): r.status
+        for r in await conn.execute(
+            text("SELECT stage, unit, status FROM read.forums WHERE cycle_id = :c"),
+            {"c": cycle_id},
+        )
+    }
+    waiting = await conn.execute(
+        text(
+            "SELECT proposal_id, stage, unit FROM read.proposals"
+            " WHERE cycle_id = :c AND status IN ('submitted', 'forwarded') ORDER BY 1"
+        ),
+        {"c": cycle_id},
+    )
+    out = []
+    for row in waiting:
+        if (row.stage, row.unit) in forums or row.stage not in stages[1:]:
+            continue
+        before = stages[stages.index(row.stage) - 1]
+        prior = [status for (stage, _), status in forums.items() if stage == before]
+        if prior and all(status == "closed" for status in prior):
+            out.append({"proposal_id": row.proposal_id, "stage": row.stage, "unit": row.unit})
+    return out
+
+
+async def findings(
+    conn: AsyncConnection, cycle_id: str, first_stage: str, stages: list[str] | None = None
+) -> dict[str, Any]:
+    """Usulan at a stage with no ancestor in the stage before; RKPD items that trace to no
+    kelurahan submission or pokir; usulan stranded at a forum that never opened; usulan
+    submitted into a forum after its deadline was escalated; likely duplicates."""
     orphans = [
         {"proposal_id": r.stream.split(":", 1)[1], "stage": r.stage}
         for r in await conn.execute(_NO_ANCESTOR, {"c": cycle_id, "first": first_stage})
@@ -155,10 +207,28 @@ async def findings(conn: AsyncConnection, cycle_id: str, first_stage: str) -> di
         for r in await conn.execute(_RKPD_ORIGINS, {"c": cycle_id})
         if r.origin not in (f"ProposalSubmitted:{first_stage}", "PokirSubmitted:forum-pd")
     ]
+    late = [
+        {
+            "proposal_id": r.stream.split(":", 1)[1],
+            "stage": r.stage,
+            "unit": r.unit,
+            "seq": r.seq,
+            "escalated_seq": r.escalated_seq,
+        }
+        for r in await conn.execute(_AFTER_ESCALATION, {"c": cycle_id})
+    ]
+    duplicates = [
+        {"kelurahan": r.kelurahan, "masalah": r.masalah, "bidang": r.bidang, "proposal_ids": r.ids}
+        for r in await conn.execute(_DUPLICATES, {"c": cycle_id})
+    ]
+    lost = await stranded(conn, cycle_id, stages or [first_stage])
     return {
         "without_ancestor": orphans,
         "rkpd_untraced": untraced,
-        "ok": not orphans and not untraced,
+        "stranded": lost,
+        "submitted_after_escalation": late,
+        "duplicates": duplicates,
+        "ok": not (orphans or untraced or lost or late or duplicates),
     }
 
 
