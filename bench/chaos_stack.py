@@ -5,6 +5,7 @@ server), the Temporal dev server (persisted to a file), `musrenbang worker` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from musrenbang.reaper import postmaster_of, stop_postgres, wait_gone
 from musrenbang.stack import binary, search_attribute_flags
 
 COMPONENTS = ("worker", "api", "temporal", "postgres")
@@ -36,9 +38,9 @@ class ChaosStack:
     """Starts, kills (-9) and restarts each component; logs go under `home`."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        self.pgdata = home / "pgdata"
+        self.home = home.resolve()  # the server's command line names it so
+        self.pgdata = self.home / "pgdata"
         self.api_port, self.temporal_port, self.ui_port = free_port(), free_port(), free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.owner_url = ""
@@ -108,9 +110,11 @@ class ChaosStack:
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash would: no process of the component gets to clean up."""
         if name == "postgres":
-            pid = _postmaster_pid(self.pgdata)
+            pid = postmaster_of(self.pgdata)
             if pid is not None:
-                _kill_hard(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                wait_gone(pid, 5)
             return
         proc = self.procs.get(name)
         if proc is not None and proc.poll() is None:
@@ -145,37 +149,4 @@ class ChaosStack:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
-        pid = _postmaster_pid(self.pgdata)
-        if pid is not None:
-            os.kill(pid, signal.SIGINT)
-            for _ in range(100):
-                if _postmaster_pid(self.pgdata) is None:
-                    break
-                time.sleep(0.1)
-
-
-def _postmaster_pid(pgdata: Path) -> int | None:
-    try:
-        first = (pgdata / "postmaster.pid").read_text().split("\n", 1)[0].strip()
-    except OSError:
-        return None
-    if not first.isdigit():
-        return None
-    try:
-        os.kill(int(first), 0)
-    except ProcessLookupError:
-        return None
-    return int(first)
-
-
-def _kill_hard(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
+        stop_postgres(self.pgdata, owner=os.getpid())

@@ -35,7 +35,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_gone(pid: int, seconds: float, group: bool = False) -> bool:
+def wait_gone(pid: int, seconds: float, group: bool = False) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -54,7 +54,7 @@ def stop_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    if not _wait_gone(pgid, ASK_SECONDS, group=True):
+    if not wait_gone(pgid, ASK_SECONDS, group=True):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
 
@@ -99,7 +99,7 @@ def stop_postgres(pgdata: Path, owner: int) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-        if _wait_gone(pid, ASK_SECONDS):
+        if wait_gone(pid, ASK_SECONDS):
             return
 
 

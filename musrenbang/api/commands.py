@@ -93,12 +93,17 @@ def _result(res: CommandResult) -> dict[str, Any]:
 
 
 async def run_update(
-    handle: WorkflowHandle[Any, Any], update: Any, req: Any, update_id: str
-) -> Any:
+    handle: WorkflowHandle[Any, Any],
+    update: Any,
+    req: Any,
+    update_id: str,
+    missing: Callable[[], Awaitable[ApiError]],
+) -> dict[str, Any]:
     """Runs an update and waits for it, but never longer than UPDATE_WAIT: a person is
-    waiting. The update carries on; the same Idempotency-Key later returns its answer."""
+    waiting. The update carries on; the same Idempotency-Key later returns its answer.
+    A workflow that is not running is answered by `missing`."""
     try:
-        return await asyncio.wait_for(handle.execute_update(update, req, id=update_id), UPDATE_WAIT)
+        res = await asyncio.wait_for(handle.execute_update(update, req, id=update_id), UPDATE_WAIT)
     except (TimeoutError, RPCTimeoutOrCancelledError):  # the client raises the latter when cut
         raise ApiError(
             503,
@@ -106,6 +111,11 @@ async def run_update(
             f"the request was not answered within {UPDATE_WAIT:.0f} s; send it again with the"
             " same Idempotency-Key to get its answer",
         ) from None
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise await missing() from None
+    return _result(res)
 
 
 async def _forum_command(
@@ -120,14 +130,11 @@ async def _forum_command(
     cycle_id, stage, unit = path
     handle = _forum(client, cycle_id, stage, unit)
 
+    async def missing() -> ApiError:
+        return await _not_running(once.engine, forum_id(cycle_id, stage, unit))
+
     async def command(update_id: str) -> dict[str, Any]:
-        try:
-            res = await run_update(handle, update, req, update_id)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            raise await _not_running(once.engine, forum_id(cycle_id, stage, unit)) from None
-        return _result(res)
+        return await run_update(handle, update, req, update_id, missing)
 
     return await once.run(body, command)
 
@@ -229,14 +236,11 @@ async def submit_pokir(
     req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
     handle = client.get_workflow_handle(f"cycle-{cycle_id}")
 
+    async def missing() -> ApiError:
+        return ApiError(409, "Conflict", f"the cycle {cycle_id} is not running")
+
     async def command(update_id: str) -> dict[str, Any]:
-        try:
-            res = await run_update(handle, CycleWorkflow.submit_pokir, req, update_id)
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            raise ApiError(409, "Conflict", f"the cycle {cycle_id} is not running") from None
-        return _result(res)
+        return await run_update(handle, CycleWorkflow.submit_pokir, req, update_id, missing)
 
     return await once.run(body, command)
 

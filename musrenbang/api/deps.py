@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
 from musrenbang.config import Settings
@@ -16,11 +16,6 @@ async def _connection(request: Request) -> AsyncIterator[AsyncConnection]:
     # One read-only transaction per request, owned here; routes never commit.
     async with request.app.state.engine.connect() as conn:
         yield conn
-
-
-def _engine(request: Request) -> AsyncEngine:
-    engine: AsyncEngine = request.app.state.engine
-    return engine
 
 
 def _client(request: Request) -> Client:
@@ -34,6 +29,5 @@ def _settings(request: Request) -> Settings:
 
 
 ConnDep = Annotated[AsyncConnection, Depends(_connection)]
-EngineDep = Annotated[AsyncEngine, Depends(_engine)]
 TemporalDep = Annotated[Client, Depends(_client)]
 SettingsDep = Annotated[Settings, Depends(_settings)]

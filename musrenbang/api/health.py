@@ -24,10 +24,12 @@ def address_problem(path: str, query: Iterable[tuple[str, str]]) -> str | None:
     if problem:
         return f"the path {problem}"
     for name, value in query:
-        problem = text_problem(name) or text_problem(value)
+        problem = text_problem(name)
         if problem:
-            shown = name if text_problem(name) is None else "name"
-            return f"the query parameter {shown} {problem}"
+            return f"a query parameter's name {problem}"
+        problem = text_problem(value)
+        if problem:
+            return f"the query parameter {name} {problem}"
     return None
 
 

@@ -3,16 +3,14 @@ become. Pure: the forum workflow keeps a `ForumBook` and asks it."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from lokal import format_rupiah
 
-from musrenbang.domain.usulan import changes_problem
+from musrenbang.domain.usulan import SUB_KEGIATAN, changes_problem
 
-SUB_KEGIATAN = re.compile(r"^\d\.\d{2}\.\d{2}\.\d\.\d{2}\.\d{4}$")
 # The official kecamatan criteria (Permendagri 86/2017).
 CRITERIA = ("rkpd", "spm", "hak-dasar", "lintas-kecamatan", "lainnya")
 

@@ -10,7 +10,6 @@ the grace period; each is recorded with the system as the actor.
 from __future__ import annotations
 
 import asyncio
-import re
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.receipts import receipt_code
     from musrenbang.domain.stages import STAGES, Level, forum_id
     from musrenbang.domain.text import check_texts
+    from musrenbang.domain.usulan import KELURAHAN
     from musrenbang.workflows import search
     from musrenbang.workflows.contracts import (
         ActorRef,
@@ -36,11 +36,11 @@ with workflow.unsafe.imports_passed_through():
         ForumResult,
         ForumView,
         Incoming,
+        NotifyInput,
         ProposalDraft,
         SubmitRequest,
     )
     from musrenbang.workflows.recording import (
-        Notice,
         Recorder,
         draft_details,
         drafts,
@@ -72,6 +72,8 @@ class ForumWorkflow:
         self.closed_by: str | None = None
         self.perkada: str | None = None
         self.references: dict[str, str] = {}  # client reference -> usulan id
+        stage = STAGES.get(inp.stage)
+        self.bappeda_chairs = stage is not None and stage.chaired_by == "Bappeda"
         self.lock = asyncio.Lock()
         self.rec = Recorder(inp.city, inp.cycle_id, self.id, inp.stage, inp.unit)
 
@@ -128,13 +130,13 @@ class ForumWorkflow:
 
     async def _run_timer(
         self, action: Any, sent: set[tuple[str, int]]
-    ) -> tuple[Notice | None, bool]:
+    ) -> tuple[NotifyInput | None, bool]:
         """Runs a reminder, escalation or auto-close. If the log refuses the system's own
         record for good, the forum is put back as it was and the timer tries again later."""
         before = (self.status, self.escalated_to, self.closed_by, set(sent))
         outcomes = {pid: e.outcome for pid, e in self.book.entries.items()}
         try:
-            result: Notice | None = await action(sent)
+            result: NotifyInput | None = await action(sent)
             return result, False
         except ActivityError as exc:
             refusal = refusal_of(exc)
@@ -167,7 +169,7 @@ class ForumWorkflow:
         )
         return grace_end, self._auto_close
 
-    async def _remind(self, sent: set[tuple[str, int]], hours: int) -> Notice:
+    async def _remind(self, sent: set[tuple[str, int]], hours: int) -> NotifyInput:
         sent.add((self.deadline.isoformat(), hours))
         undecided = len(self.book.undecided())
         payload = {"deadline": _iso(self.deadline), "hours_left": hours, "undecided": undecided}
@@ -183,7 +185,7 @@ class ForumWorkflow:
             f"reminder:{_iso(self.deadline)}:{hours}",
         )
 
-    async def _escalate(self, sent: set[tuple[str, int]]) -> Notice:
+    async def _escalate(self, sent: set[tuple[str, int]]) -> NotifyInput:
         self.status = "overdue"
         self.escalated_to = escalation_target(self.level, self.inp.unit, self.inp.city)
         self._publish()
@@ -245,7 +247,8 @@ class ForumWorkflow:
                 strict = workflow.patched(STRICT_USULAN)
                 self._check_submit(req, strict)
                 events, ids, entries = [], [], {}
-                for draft in drafts(req.proposals):
+                batch = drafts(req.proposals)
+                for draft in batch:
                     # before STRICT_USULAN a client's id became the usulan's
                     pid = new_proposal_id() if strict else draft.proposal_id or new_proposal_id()
                     opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
@@ -271,7 +274,7 @@ class ForumWorkflow:
                 self.book.entries.update(entries)
                 self.references.update(
                     (d.client_reference, pid)
-                    for d, pid in zip(drafts(req.proposals), ids, strict=True)
+                    for d, pid in zip(batch, ids, strict=True)
                     if d.client_reference
                 )
                 return CommandResult(seqs, ids, [receipt_code(p) for p in ids])
@@ -457,8 +460,7 @@ class ForumWorkflow:
         if self.status == "closed":
             raise Conflict(f"the forum {self.id} is closed")
         actor = Actor(ref.subject, ref.role, ref.jurisdiction, region=ref.region)
-        chair = STAGES.get(self.inp.stage)
-        bappeda = strict and chair is not None and chair.chaired_by == "Bappeda"
+        bappeda = strict and self.bappeda_chairs
         if not may_decide(
             actor, self.level, self.inp.unit, self.inp.city, self.escalated_to, bappeda
         ):
@@ -474,7 +476,7 @@ class ForumWorkflow:
                 return f"kelurahan {draft.kelurahan} is not this forum's ({self.inp.unit})"
             return None
         kel = draft.kelurahan or ""
-        if not (KELURAHAN_CODE.match(kel) and kel.startswith(f"{self.inp.unit}.")):
+        if not (KELURAHAN.match(kel) and kel.startswith(f"{self.inp.unit}.")):
             return f"name the kelurahan it comes from (a code under {self.inp.unit})"
         return None
 
@@ -536,7 +538,6 @@ class ForumWorkflow:
 STRICT_USULAN = "strict-usulan-rules"
 # A timer whose record the log refused tries again after this long.
 TIMER_RETRY = timedelta(hours=1)
-KELURAHAN_CODE = re.compile(r"^\d{2}\.\d{2}\.\d{2}\.\d{4}$")
 
 
 def _update_key() -> str:

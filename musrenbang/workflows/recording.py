@@ -5,7 +5,7 @@ the update (or timer) that caused them, so a retried activity never writes twice
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -132,19 +132,17 @@ class Recorder:
             )
         return seqs
 
-    def notice(self, kind: str, message: str, details: dict[str, Any], cause: str) -> Notice:
+    def notice(self, kind: str, message: str, details: dict[str, Any], cause: str) -> NotifyInput:
         """A reminder or escalation to deliver once the caller has let go of its lock."""
-        return Notice(
-            NotifyInput(
-                self.log_id,
-                self.owner_id,
-                self.cycle_id,
-                kind,
-                message,
-                details,
-                f"{workflow.info().workflow_id}:{cause}:delivered",
-                workflow.now().isoformat(),
-            )
+        return NotifyInput(
+            self.log_id,
+            self.owner_id,
+            self.cycle_id,
+            kind,
+            message,
+            details,
+            f"{workflow.info().workflow_id}:{cause}:delivered",
+            workflow.now().isoformat(),
         )
 
     def by_child(self) -> bool:
@@ -152,23 +150,22 @@ class Recorder:
         before that path delivered them in the forum, under its lock, and replay so)."""
         return workflow.patched(NOTIFY_BY_CHILD)
 
-    async def deliver_here(self, notice: Notice) -> None:
+    async def deliver_here(self, notice: NotifyInput) -> None:
         """The delivery of forums started before NotificationWorkflow; a receiver that
         stays down no longer fails the forum, it only loses the notice (logged)."""
         try:
             await workflow.execute_activity(
                 "notify",
-                notice.inp,
+                notice,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
             )
         except ActivityError:
-            workflow.logger.error("notify.given_up", extra={"kind": notice.inp.kind})
+            workflow.logger.error("notify.given_up", extra={"kind": notice.kind})
 
-    async def send(self, notice: Notice) -> None:
+    async def send(self, inp: NotifyInput) -> None:
         """Hands the notice to its own NotificationWorkflow and returns: the forum never
         waits on the webhook."""
-        inp = notice.inp
         # Already started: handed over before (the forum was reset and replays its timers).
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
@@ -177,11 +174,6 @@ class Recorder:
                 id=f"notify-{inp.idempotency_key.removesuffix(':delivered')}",
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
-
-
-@dataclass
-class Notice:
-    inp: NotifyInput
 
 
 def plain(obj: Any) -> dict[str, Any]:
