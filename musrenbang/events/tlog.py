@@ -442,10 +442,10 @@ def verify_note(note: str, vkeys: Iterable[str | Verifier] | str) -> str:
         if not _valid_name(name) or len(signature) < 5:
             raise NoteError("malformed note: a signature line is not '— name base64'")
         id_ = (name, int.from_bytes(signature[:4], "big"))
-        verifier = known.get(id_)
-        if verifier is None or id_ in verified:
+        found = known.get(id_)
+        if found is None or id_ in verified:
             continue
-        if not verifier.verify(message, signature[4:]):
+        if not found.verify(message, signature[4:]):
             raise NoteError(f"invalid signature for key {name}+{id_[1]:08x}")
         verified.add(id_)
     if not verified:
