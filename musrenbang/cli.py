@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
 from musrenbang.config import Settings, get_settings
 from musrenbang.logging import configure_logging
@@ -58,11 +59,19 @@ async def _rebuild(settings: Settings) -> int:
 async def _worker(settings: Settings) -> int:
     from musrenbang.logging import get_logger
     from musrenbang.stack import connect_temporal
-    from musrenbang.worker import build_worker
+    from musrenbang.worker import build_worker, load_signer
 
+    signer = load_signer(settings)  # production: build_worker refuses to go on without
     engine = app_engine(settings)
     client = await connect_temporal(settings.temporal_target, settings.temporal_namespace)
-    worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
+    worker = build_worker(
+        client,
+        settings.temporal_task_queue,
+        engine,
+        settings.webhook_url,
+        signer,
+        timedelta(minutes=settings.checkpoint_interval_minutes),
+    )
     get_logger("musrenbang.worker").info(
         "worker.started",
         task_queue=settings.temporal_task_queue,

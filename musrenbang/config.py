@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "musrenbang-development-secret-change-me"  # noqa: S105 - refused outside development
@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     jwks_url: str | None = None
     token_max_hours: int = 24  # tokens living longer (or without `exp`) are refused
     webhook_url: str | None = None
+
+    # The key that signs the log's checkpoints (a signer key in Go's note format, from
+    # `musrenbang audit keygen NAME`): the secret itself, or a file holding it. Never
+    # stored in PostgreSQL. `musrenbang up` makes one under `home` when neither is set.
+    log_signing_key: SecretStr | None = None
+    log_signing_key_file: Path | None = None
+    checkpoint_interval_minutes: int = 10  # the schedule's checkpoints while the log grows
 
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -22,6 +25,7 @@ from temporalio.client import Client
 
 from musrenbang.config import Settings
 from musrenbang.events.db import conninfo
+from musrenbang.events.tlog import Signer, generate_key
 
 
 def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True) -> URL:
@@ -229,6 +233,28 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+SIGNING_KEY_FILE = "log-signing.key"
+
+
+def stack_signer(settings: Settings) -> Signer:
+    """The log's signer for `musrenbang up`: the configured key, else the one kept under
+    MUSRENBANG_HOME, made on the first start (readable by its owner only)."""
+    from musrenbang.worker import load_signer
+
+    configured = load_signer(settings)
+    if configured is not None:
+        return configured
+    path = settings.home / SIGNING_KEY_FILE
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
+        skey, _ = generate_key(f"{host}.musrenbang.local")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(skey + "\n")
+    return Signer.parse(path.read_text())
+
+
 async def run_stack(settings: Settings) -> None:
     """`musrenbang up`: PostgreSQL, Temporal, the worker and the API, in the foreground."""
 
@@ -260,7 +286,15 @@ async def run_stack(settings: Settings) -> None:
         client = await connect_temporal(target, settings.temporal_namespace)
         _say("Starting the worker and the API ...")
         engine = app_engine(settings, owner)
-        worker = build_worker(client, settings.temporal_task_queue, engine, settings.webhook_url)
+        signer = stack_signer(settings)
+        worker = build_worker(
+            client,
+            settings.temporal_task_queue,
+            engine,
+            settings.webhook_url,
+            signer,
+            timedelta(minutes=settings.checkpoint_interval_minutes),
+        )
         app = create_app(settings, engine=engine, temporal=client)
         server = _ApiServer(
             uvicorn.Config(
@@ -279,6 +313,7 @@ async def run_stack(settings: Settings) -> None:
         if dev:
             print(f"Temporal UI: http://127.0.0.1:{settings.temporal_ui_port}")
         print(f"PostgreSQL:  {owner.render_as_string(hide_password=True)}")
+        print(f"Log verifier key (publish it; see the README): {signer.verifier().text()}")
         print("Ctrl-C stops everything.", flush=True)
         log.info("stack.up", api=api_url, temporal=target)
         _stop_on_signals(server)

@@ -9,36 +9,64 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+)
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from musrenbang.activities.checkpoints import CheckpointActivities
 from musrenbang.activities.recording import RecordingActivities
+from musrenbang.config import Settings, get_settings
 from musrenbang.events.append import EventWriter
+from musrenbang.events.tlog import Signer, generate_key
+from musrenbang.logging import get_logger
 from musrenbang.workflows import search
+from musrenbang.workflows.checkpoints import SCHEDULE_ID, CheckpointWorkflow
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 from musrenbang.workflows.notification import NotificationWorkflow
 
-WORKFLOWS = [CycleWorkflow, ForumWorkflow, NotificationWorkflow]
+WORKFLOWS = [CycleWorkflow, ForumWorkflow, NotificationWorkflow, CheckpointWorkflow]
+log = get_logger(__name__)
 
 
 class _Worker(Worker):
     """A worker that registers the workflows' search attributes before it takes a task (a
-    workflow setting one the server does not know would fail every task and wedge), and
-    closes its event writer's connections when it stops."""
+    workflow setting one the server does not know would fail every task and wedge),
+    makes sure the checkpoint schedule exists, and closes its connections when it stops."""
 
-    def __init__(self, client: Client, *args: Any, writer: EventWriter, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        client: Client,
+        *args: Any,
+        writer: EventWriter,
+        checkpoints: CheckpointActivities,
+        checkpoint_every: timedelta | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(client, *args, **kwargs)
-        self._client, self._writer = client, writer
+        self._client, self._writer, self._checkpoints = client, writer, checkpoints
+        self._every = checkpoint_every
+        self.signer = checkpoints.signer
 
     async def run(self) -> None:
         try:
             await register_search_attributes(self._client, self._client.namespace)
+            if self._every is not None:
+                await ensure_checkpoint_schedule(self._client, self.task_queue, self._every)
             await super().run()
         finally:
             await self._writer.aclose()
+            await self._checkpoints.aclose()
 
 
 _INDEXED = {
@@ -66,17 +94,71 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
             ) from exc
 
 
+async def ensure_checkpoint_schedule(client: Client, task_queue: str, every: timedelta) -> None:
+    """The Temporal Schedule that signs a checkpoint of every log that grew, every
+    `every`. A server without schedules (the time-skipping test server) is told in the
+    log; the forums and the cycle still sign theirs."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            CheckpointWorkflow.run, id=SCHEDULE_ID, task_queue=task_queue
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        return
+    except RPCError as exc:
+        log.warning("checkpoints.no_schedule", error=exc.message)
+
+
+def load_signer(settings: Settings) -> Signer | None:
+    """The log's signer key: the secret setting, else the file it names, else None."""
+    if settings.log_signing_key is not None:
+        return Signer.parse(settings.log_signing_key.get_secret_value())
+    if settings.log_signing_key_file is not None:
+        return Signer.parse(settings.log_signing_key_file.read_text())
+    return None
+
+
 def build_worker(
-    client: Client, task_queue: str, engine: AsyncEngine, webhook_url: str | None = None
-) -> Worker:
+    client: Client,
+    task_queue: str,
+    engine: AsyncEngine,
+    webhook_url: str | None = None,
+    signer: Signer | None = None,
+    checkpoint_every: timedelta | None = None,
+) -> _Worker:
+    """The worker. Without a signer it takes the configured one; a development setup
+    without any signs with a key of its own, made for this process (its verifier key is
+    logged); production refuses to start without one."""
+    settings = get_settings()
+    signer = signer or load_signer(settings)
+    if signer is None:
+        if settings.environment == "production":
+            raise RuntimeError(
+                "set MUSRENBANG_LOG_SIGNING_KEY or MUSRENBANG_LOG_SIGNING_KEY_FILE: production"
+                " signs the log with a key of its own (`musrenbang audit keygen NAME`)"
+            )
+        signer = Signer.parse(generate_key("musrenbang.local")[0])
+        log.warning("log.ephemeral_signing_key", verifier_key=signer.verifier().text())
     writer = EventWriter(engine.url)
     acts = RecordingActivities(writer, webhook_url)
+    checkpoints = CheckpointActivities(engine.url, writer, signer)
     return _Worker(
         client,
         writer=writer,
+        checkpoints=checkpoints,
+        checkpoint_every=checkpoint_every,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[acts.record_events, acts.notify],
+        activities=[
+            acts.record_events,
+            acts.notify,
+            checkpoints.issue_checkpoint,
+            checkpoints.checkpoint_logs,
+        ],
         activity_executor=ThreadPoolExecutor(4),
         # Determinism is guarded by the import-linter contract on workflows/ and by the
         # replay tests. The sandbox's proxies made converting a large update (thousands

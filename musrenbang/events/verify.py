@@ -209,3 +209,123 @@ async def verify_all(
         if not result.ok:
             return Verification(False, checked, log_id, result.first_bad_seq, result.problem)
     return Verification(True, checked)
+
+
+# -- read models -----------------------------------------------------------------------
+
+_STREAM_EVENTS = (
+    "SELECT stream, seq, version, type, payload FROM audit.events"
+    " WHERE log_id = %s AND stream LIKE %s ORDER BY stream, version"
+)
+_MODEL_ROWS = (
+    "SELECT {key}, log_id, {placed} status, state, version, last_seq FROM {table}"
+    " WHERE {key} = ANY(%s)"
+)
+_ORPHANS = (
+    "SELECT r.{key} FROM {table} r WHERE NOT EXISTS (SELECT FROM audit.events e"
+    " WHERE e.stream = %s || r.{key}) ORDER BY 1 LIMIT 1"
+)
+_MODEL_BATCH = 2_000
+
+
+@dataclass(frozen=True)
+class ReadModelCheck:
+    ok: bool
+    checked: int
+    record: str | None = None  # e.g. "proposal:<id>"
+    problem: str | None = None
+
+
+async def verify_read_models(
+    conn: AsyncConnection, only: Callable[[str], bool] | None = None
+) -> ReadModelCheck:
+    """Compares every read-model row (usulan, forum, cycle) with a fold of its stream in
+    the log, and names the first that differs, or that the log does not know. The log is
+    the evidence; a read model someone changed is caught here."""
+    from musrenbang.events.projections import READ_MODELS
+
+    driver = await driver_connection(conn)
+    logs = [r[0] for r in await (await driver.execute("SELECT log_id FROM audit.logs")).fetchall()]
+    checked = 0
+    for kind, model in READ_MODELS.items():
+        orphan = await (
+            await driver.execute(_ORPHANS.format(key=model.key, table=model.table), (f"{kind}:",))
+        ).fetchone()
+        if orphan is not None:
+            return ReadModelCheck(
+                False, checked, f"{kind}:{orphan[0]}", "a read-model row with no events in the log"
+            )
+        for log_id in sorted(logs):
+            if only is not None and not only(log_id):
+                continue
+            found = await _check_model(driver, log_id, kind, model)
+            checked += found.checked
+            if not found.ok:
+                return ReadModelCheck(False, checked, found.record, found.problem)
+    return ReadModelCheck(True, checked)
+
+
+async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadModelCheck:
+    folded: dict[str, tuple[Any, int, int]] = {}  # id -> (state, version, last seq)
+    checked = 0
+
+    async def compare() -> ReadModelCheck | None:
+        placed = "cycle_id, stage, unit," if model.placed else ""
+        sql = _MODEL_ROWS.format(key=model.key, table=model.table, placed=placed)
+        rows = await (await driver.execute(sql, (list(folded),))).fetchall()
+        actual = {row[0]: row for row in rows}
+        for ident in sorted(folded):
+            state, version, last_seq = folded[ident]
+            problem = _row_problem(actual.get(ident), log_id, state, version, last_seq, model)
+            if problem:
+                return ReadModelCheck(False, checked, f"{kind}:{ident}", problem)
+        folded.clear()
+        return None
+
+    async with (
+        driver.transaction(),
+        driver.cursor(name=f"readcheck_{kind}_{log_id.replace('.', '_')}") as cur,
+    ):
+        await cur.execute(_STREAM_EVENTS, (log_id, f"{kind}:%"))
+        current: str | None = None
+        while rows := await cur.fetchmany(_BATCH):
+            for stream, seq, version, type_, payload in rows:
+                ident = stream.split(":", 1)[1]
+                if ident != current and len(folded) >= _MODEL_BATCH:
+                    bad = await compare()
+                    if bad:
+                        return bad
+                before = folded.get(ident, (None, 0, 0))[0]
+                folded[ident] = (model.evolve(before, type_, payload), version, seq)
+                current = ident
+                checked += 1
+    bad = await compare()
+    return bad or ReadModelCheck(True, checked)
+
+
+def _row_problem(
+    row: Any, log_id: str, state: Any, version: int, last_seq: int, model: Any
+) -> str | None:
+    if row is None:
+        return "missing from the read model"
+    values = list(row)
+    expected_status = state.get("status", "unknown")
+    if model.placed:
+        _, row_log, cycle_id, stage, unit, status, stored, row_version, row_seq = values
+        place = (cycle_id, stage, unit)
+        if place != (state.get("cycle_id"), state.get("stage"), state.get("unit")):
+            return f"its place {place} is not the log's"
+    else:
+        _, row_log, status, stored, row_version, row_seq = values
+    if row_log != log_id:
+        return f"it names log {row_log}, the log that holds it is {log_id}"
+    if status != expected_status:
+        return f"its status is {status!r}; the log says {expected_status!r}"
+    if stored != state:
+        keys = sorted(k for k in set(stored) | set(state) if stored.get(k) != state.get(k))
+        return f"its state differs from the log's in {', '.join(keys[:5])}"
+    if (row_version, row_seq) != (version, last_seq):
+        return (
+            f"it stands at version {row_version} (seq {row_seq}); the log at {version} ({last_seq})"
+        )
+    return None

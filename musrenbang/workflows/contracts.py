@@ -246,3 +246,15 @@ class NotifyInput:
     details: dict[str, Any]
     idempotency_key: str
     occurred_at: str
+
+
+@dataclass
+class CheckpointInput:
+    """A signed checkpoint of a log, asked for by a cause (`key`, derived from the
+    workflow and the update or step that asks): the same key always answers with the
+    checkpoint first issued for it."""
+
+    log_id: str
+    key: str
+    reason: str
+    occurred_at: str

@@ -216,6 +216,7 @@ class CycleWorkflow:
         )
         self.result = CycleResult(self.inp.cycle_id, items, total, result.perkada)
         search.publish(region=self.inp.region, cycle=self.inp.cycle_id, status="adopted")
+        await self.rec.checkpoint("adopted", f"RKPD {self.inp.cycle_id} adopted")
 
     async def _pokir_freeze(self) -> None:
         deadline = datetime.fromisoformat(self.inp.pokir_deadline)

@@ -89,6 +89,8 @@ class ForumWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self.status == "closed":  # a close refused after it stopped the timers
                 break  # is put back: then the timers run again
+        # covering the closing record itself and the usulan it forwards
+        await self.rec.checkpoint("closed", f"forum {self.id} closed")
         forwarded = [
             Incoming(pid, e.cost, e.opd, e.kind).wire()
             for pid, e in self.book.entries.items()
@@ -229,11 +231,15 @@ class ForumWorkflow:
                     )
                 )
         payload = {"policy": policy, "deadline": _iso(self.deadline), **self._closing_summary()}
+        cause = f"autoclose:{_iso(self.deadline)}"
+        checkpoint = await self.rec.checkpoint(cause, f"forum {self.id} closing")
+        if checkpoint is not None:
+            payload["checkpoint"] = checkpoint
         events.append(self.rec.forum_event("ForumAutoClosed", payload, system=True))
         events.extend(self._forward_events(system=True))
         self.status, self.closed_by = "closed", "system"
         self._publish()
-        await self.rec.record(events, f"autoclose:{_iso(self.deadline)}")
+        await self.rec.record(events, cause)
 
     # -- updates ----------------------------------------------------------------------
     # Each handler checks again under the lock (another update may have changed the forum
@@ -351,10 +357,15 @@ class ForumWorkflow:
             async with self.lock:
                 self._check_close(req, strict=workflow.patched(STRICT_USULAN))
                 ba = plain(req.berita_acara)
+                payload = {"berita_acara": ba, **self._closing_summary()}
+                # the signed checkpoint of every event of this forum before its closing
+                checkpoint = await self.rec.checkpoint(_update_key(), f"forum {self.id} closing")
+                if checkpoint is not None:
+                    self._check_close(req)  # the forum may have changed meanwhile
+                    payload = {"berita_acara": ba, **self._closing_summary()}
+                    payload["checkpoint"] = checkpoint
                 events = [
-                    self.rec.forum_event(
-                        "ForumClosed", {"berita_acara": ba, **self._closing_summary()}, req.actor
-                    ),
+                    self.rec.forum_event("ForumClosed", payload, req.actor),
                     *self._forward_events(actor=req.actor),
                 ]
                 # Closed before the append, so the deadline timers stop in the same step

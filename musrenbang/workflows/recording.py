@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.usulan import usulan_problem
     from musrenbang.workflows.contracts import (
         ActorRef,
+        CheckpointInput,
         EventSpec,
         NotifyInput,
         ProposalDraft,
@@ -32,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
 CHUNK = 500
 RECORD_TIMEOUT = timedelta(seconds=60)
 NOTIFY_BY_CHILD = "notify-by-child-workflow"
+# Forums sign a checkpoint of the log as they close (carried in the closing record) and
+# once closed; the cycle, once the RKPD is adopted. Histories from before replay without.
+CHECKPOINTS = "signed-checkpoints"
 # Only for histories from before NOTIFY_BY_CHILD; new notices use NotificationWorkflow.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
@@ -131,6 +135,27 @@ class Recorder:
                 )
             )
         return seqs
+
+    async def checkpoint(self, cause: str, reason: str) -> dict[str, Any] | None:
+        """A signed checkpoint of the log as it stands, for `cause` (the same cause always
+        gets the checkpoint first issued for it), or None for histories from before.
+        Its summary is {"origin", "size", "root", "note"}; if the signer refused (the log
+        is no longer consistent with its last checkpoint), {"refused": why}, and the
+        caller goes on: a forum is never stopped by it."""
+        if not workflow.patched(CHECKPOINTS):
+            return None
+        result: dict[str, Any] = await workflow.execute_local_activity(
+            "issue_checkpoint",
+            CheckpointInput(
+                self.log_id,
+                f"{workflow.info().workflow_id}:{cause}:checkpoint",
+                reason,
+                workflow.now().isoformat(),
+            ),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            result_type=dict,
+        )
+        return result
 
     def notice(self, kind: str, message: str, details: dict[str, Any], cause: str) -> NotifyInput:
         """A reminder or escalation to deliver once the caller has let go of its lock."""

@@ -57,3 +57,57 @@ async def _assert_untouched(engine: AsyncEngine) -> None:
             await conn.execute(text("SELECT seq, version FROM audit.events ORDER BY seq"))
         ).all()
     assert [(r.seq, r.version) for r in rows] == [(1, 1), (2, 1)]
+
+
+READ_AND_HEAD_CHANGES = [
+    "UPDATE read.proposals SET status = 'included'",
+    "DELETE FROM read.proposals",
+    "INSERT INTO read.cycles (cycle_id, log_id, status, state, version, last_seq, updated_at)"
+    " VALUES ('x', '36.71', 'adopted', '{}', 1, 1, now())",
+    "UPDATE audit.logs SET head_hash = sha256('x'::bytea)",
+    "UPDATE audit.tree SET hash = hash",
+    "DELETE FROM audit.checkpoints",
+]
+
+
+@pytest.mark.parametrize("statement", READ_AND_HEAD_CHANGES)
+async def test_application_role_cannot_change_read_models_the_head_or_the_tree(
+    engine: AsyncEngine, statement: str
+) -> None:
+    """Only an append (which runs as the owner, SECURITY DEFINER) moves the head and the
+    read models, and only together with the event it records."""
+    await _seed(engine)
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with engine.begin() as conn:
+            await conn.execute(text(statement))
+    async with engine.connect() as conn:
+        status = (await conn.execute(text("SELECT status FROM read.proposals"))).scalars().all()
+    assert status == ["submitted", "submitted"]
+
+
+@pytest.mark.parametrize("table", ["audit.tree", "audit.checkpoints"])
+async def test_the_tree_and_the_checkpoints_are_append_only_even_for_the_owner(
+    owner_engine: AsyncEngine, table: str
+) -> None:
+    for verb, statement in [
+        ("UPDATE", f"UPDATE {table} SET log_id = log_id"),
+        ("DELETE", f"DELETE FROM {table}"),
+        ("TRUNCATE", f"TRUNCATE {table}"),
+    ]:
+        async with owner_engine.begin() as conn:  # an empty table's UPDATE fires nothing
+            if table == "audit.tree":
+                await conn.execute(
+                    text("INSERT INTO audit.tree VALUES ('36.71', 1, 0, sha256('x'::bytea))")
+                    if verb == "UPDATE"
+                    else text("SELECT 1")
+                )
+        with pytest.raises(DBAPIError, match=f"{table} is append-only: {verb} is refused"):
+            async with owner_engine.begin() as conn:
+                if table == "audit.checkpoints":
+                    await conn.execute(
+                        text(
+                            "INSERT INTO audit.checkpoints (log_id, size, root, note) VALUES"
+                            " ('36.71', 0, sha256(''::bytea), 'n') ON CONFLICT DO NOTHING"
+                        )
+                    )
+                await conn.execute(text(statement))

@@ -172,7 +172,16 @@ async def test_escalation_lets_the_level_above_act_and_extend(
     assert ("ProposalAccepted", "koordinator.13.72.01") in types
     assert ("DeadlineExtended", "koordinator.13.72.01") in types
     assert [t for t, _ in types].count("EscalationRaised") == 2
-    assert types[-2:] == [("ForumAutoClosed", "system"), ("ProposalForwarded", "system")]
+    # the automatic close carries the checkpoint before it; another follows it
+    assert types[-3:] == [
+        ("ForumAutoClosed", "system"),
+        ("ProposalForwarded", "system"),
+        ("CheckpointIssued", "system"),
+    ]
+    rows = await _events(engine)
+    closing = next(r for r in rows if r.type == "ForumAutoClosed")
+    assert closing.payload["checkpoint"]["size"] == len(rows) - 4  # all before its own record
+    assert rows[len(rows) - 4].type == "CheckpointIssued"
 
 
 async def test_the_sipd_validation_is_bappedas_and_a_kecamatan_intake_names_the_kelurahan(

@@ -1,0 +1,131 @@
+"""Activities that sign the log: `issue_checkpoint` (a local activity of a closing forum
+and of the cycle at the RKPD's adoption) and `checkpoint_logs` (run on a Temporal
+Schedule: every log that grew since its last checkpoint gets a new one)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy import URL
+from temporalio import activity
+
+from musrenbang.events.append import EventWriter
+from musrenbang.events.checkpoints import (
+    CHECKPOINT_EVENT,
+    TamperDetected,
+    grew_since,
+    latest,
+    sign_head,
+)
+from musrenbang.events.db import conninfo
+from musrenbang.events.model import NewEvent
+from musrenbang.events.tlog import Signer
+from musrenbang.logging import get_logger
+from musrenbang.workflows.contracts import CheckpointInput
+
+log = get_logger(__name__)
+
+_RECORDED = "SELECT payload FROM audit.events WHERE idempotency_key = %s"
+_LOGS = "SELECT log_id FROM audit.logs ORDER BY log_id"
+
+
+class CheckpointActivities:
+    """Holds the signer (its key read from a file or a secret setting, never from the
+    database), the event writer that records each checkpoint, and one connection of its
+    own (autocommit) for the tree and the checkpoints."""
+
+    def __init__(self, url: URL, writer: EventWriter, signer: Signer) -> None:
+        self._conninfo = conninfo(url)
+        self.writer, self.signer = writer, signer
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, options="-c timezone=UTC"
+            )
+        return self._conn
+
+    async def aclose(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self._conn.close()
+            self._conn = None
+
+    async def issue(self, inp: CheckpointInput) -> dict[str, Any]:
+        """Signs the log's head and records it (`CheckpointIssued`), once per key."""
+        async with self._lock:
+            try:
+                return await self._issue(inp)
+            except psycopg.OperationalError:
+                await self.aclose()
+                raise
+
+    async def _issue(self, inp: CheckpointInput) -> dict[str, Any]:
+        conn = await self._connection()
+        row = await (await conn.execute(_RECORDED, (inp.key,))).fetchone()
+        if row is not None:  # issued for this cause before: the same answer
+            return {k: v for k, v in dict(row[0]).items() if k != "reason"}
+        try:
+            issued = await sign_head(conn, inp.log_id, self.signer)
+        except TamperDetected as exc:
+            log.error("checkpoint.refused", log_id=inp.log_id, error=str(exc))
+            return {"refused": str(exc)}
+        summary = issued.summary()
+        event = NewEvent(
+            stream=f"log:{inp.log_id}",
+            type=CHECKPOINT_EVENT,
+            payload={**summary, "reason": inp.reason},
+            actor={"system": True, "role": "system", "workflow": _workflow_id()},
+            occurred_at=datetime.fromisoformat(inp.occurred_at),
+            idempotency_key=inp.key,
+            metadata={},
+        )
+        await self.writer.append(inp.log_id, [event])
+        log.info("checkpoint.issued", log_id=inp.log_id, size=issued.size, reason=inp.reason)
+        return summary
+
+    @activity.defn(name="issue_checkpoint")
+    async def issue_checkpoint(self, inp: CheckpointInput) -> dict[str, Any]:
+        return await self.issue(inp)
+
+    @activity.defn(name="checkpoint_logs")
+    async def checkpoint_logs(self) -> dict[str, int]:
+        """A checkpoint of every log that grew since its last one; their sizes."""
+        async with self._lock:
+            conn = await self._connection()
+            logs = [r[0] for r in await (await conn.execute(_LOGS)).fetchall()]
+            due = []
+            for log_id in logs:
+                last = await latest(conn, log_id)
+                if last is None or await grew_since(conn, log_id, last.size):
+                    due.append(log_id)
+        sizes = {}
+        now = datetime.now(UTC).isoformat()
+        for log_id in due:
+            async with self._lock:
+                conn = await self._connection()
+                size = await _head(conn, log_id)
+            key = f"checkpoint:{log_id}:{size}"
+            result = await self.issue(CheckpointInput(log_id, key, "schedule", now))
+            sizes[log_id] = int(result.get("size", -1))
+        return sizes
+
+
+async def _head(conn: psycopg.AsyncConnection[Any], log_id: str) -> int:
+    row = await (
+        await conn.execute("SELECT head_seq FROM audit.logs WHERE log_id = %s", (log_id,))
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _workflow_id() -> str | None:
+    try:
+        return activity.info().workflow_id
+    except RuntimeError:  # called outside an activity (the CLI)
+        return None
