@@ -5,33 +5,168 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from musrenbang.config import Settings, get_settings
 from musrenbang.logging import configure_logging
 from musrenbang.stack import app_engine
 
 
-async def _audit_verify(settings: Settings) -> int:
-    from musrenbang.events.verify import verify_all
+def _verifier_keys(value: str) -> list[str]:
+    """A verifier key given as itself, or as a file holding one or more (one a line)."""
+    from musrenbang.events.tlog import NoteError, Verifier
 
+    with contextlib.suppress(NoteError):
+        return [Verifier.parse(value).text()]
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{value!r} is neither a verifier key nor a file holding one")
+    keys = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    for key in keys:
+        Verifier.parse(key)  # a malformed one is named now, not ignored later
+    if not keys:
+        raise ValueError(f"{value} holds no verifier key")
+    return keys
+
+
+async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | None) -> int:
+    from musrenbang.events.verify import (
+        verify_against_checkpoint,
+        verify_all,
+        verify_read_models,
+    )
+
+    if (checkpoint is None) != (key is None):
+        print("musrenbang audit verify: --checkpoint and --key go together", file=sys.stderr)
+        return 2
+    note, keys = None, []
+    if checkpoint is not None and key is not None:
+        try:
+            note, keys = Path(checkpoint).read_text(), _verifier_keys(key)
+        except (OSError, ValueError) as exc:
+            print(f"musrenbang audit verify: {exc}", file=sys.stderr)
+            return 2
     engine = app_engine(settings)
     try:
         async with engine.connect() as conn:
             result = await verify_all(conn)
+            models = await verify_read_models(conn) if result.ok else None
+            match = await verify_against_checkpoint(conn, note, keys) if note else None
     finally:
         await engine.dispose()
-    if result.ok:
-        print(f"log intact: {result.checked} events verified")
-        return 0
+    if not result.ok:
+        print(
+            f"log BROKEN in {result.log_id} at seq {result.first_bad_seq}: {result.problem} "
+            f"({result.checked} events verified before it)",
+            file=sys.stderr,
+        )
+        return 1
+    if models is not None and not models.ok:
+        print(
+            f"read model BROKEN at {models.record}: {models.problem} (the log is intact;"
+            " `musrenbang audit rebuild` recreates the read models from it)",
+            file=sys.stderr,
+        )
+        return 1
+    if match is not None and not match.ok:
+        print(
+            f"SECURITY ERROR: log {match.log_id} does not match the checkpoint of size"
+            f" {match.size}: {match.problem}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"log intact: {result.checked} events verified")
+    print(f"read models match the log: {models.checked if models else 0} events folded")
+    if match is not None:
+        print(f"log {match.log_id} matches the signed checkpoint of size {match.size}")
+    return 0
+
+
+async def _audit_checkpoint(settings: Settings, log_id: str | None) -> int:
+    from musrenbang.events.checkpoints import latest
+    from musrenbang.events.db import driver_connection
+
+    engine = app_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            driver = await driver_connection(conn)
+            logs = [
+                r[0]
+                for r in await (
+                    await driver.execute("SELECT log_id FROM audit.logs ORDER BY log_id")
+                ).fetchall()
+            ]
+            if log_id is None and len(logs) != 1:
+                names = ", ".join(logs) or "none yet"
+                print(
+                    f"musrenbang audit checkpoint: name a log with --log ({names})", file=sys.stderr
+                )
+                return 2
+            found = await latest(driver, log_id or logs[0])
+    finally:
+        await engine.dispose()
+    if found is None:
+        print(f"log {log_id or logs[0]} has no signed checkpoint yet", file=sys.stderr)
+        return 1
+    sys.stdout.write(found.note)
+    return 0
+
+
+def _audit_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from musrenbang.events.tlog import Verifier
+    from musrenbang.witness import Api, run_watch
+
+    try:
+        keys = _verifier_keys(args.key)
+    except ValueError as exc:
+        print(f"musrenbang audit watch: {exc}", file=sys.stderr)
+        return 2
+    base = args.api or f"http://{settings.api_host}:{settings.api_port}/api/v1"
+    token = args.token or os.environ.get("MUSRENBANG_TOKEN")
+    api = Api(base, token)
+    try:
+        return run_watch(api, Path(args.state), Verifier.parse(keys[0]), args.log or None)
+    finally:
+        api.close()
+
+
+def _audit_verify_evidence(path: str, key: str) -> int:
+    from musrenbang.events.evidence import check_bundle
+
+    try:
+        keys = _verifier_keys(key)
+        bundle = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        print(f"musrenbang audit verify-evidence: {exc}", file=sys.stderr)
+        return 2
+    result = check_bundle(bundle, keys)
+    if not result.ok:
+        for problem in result.problems or ["the bundle proves nothing"]:
+            print(f"SECURITY ERROR: {problem}", file=sys.stderr)
+        return 1
     print(
-        f"log BROKEN in {result.log_id} at seq {result.first_bad_seq}: {result.problem} "
-        f"({result.checked} events verified before it)",
-        file=sys.stderr,
+        f"evidence holds: {result.checked} records of usulan {bundle['proposal_id']} are in"
+        f" {result.origin} at size {result.size}, signed by the key given"
     )
-    return 1
+    return 0
+
+
+def _audit_keygen(name: str) -> int:
+    from musrenbang.events.tlog import NoteError, generate_key
+
+    try:
+        skey, vkey = generate_key(name)
+    except NoteError as exc:
+        print(f"musrenbang audit keygen: {exc}", file=sys.stderr)
+        return 2
+    print(skey)
+    print(vkey)
+    return 0
 
 
 def _migrate(settings: Settings) -> int:
@@ -44,9 +179,11 @@ def _migrate(settings: Settings) -> int:
 
 
 async def _rebuild(settings: Settings) -> int:
+    from musrenbang.events.db import create_engine
     from musrenbang.events.projections import rebuild
+    from musrenbang.stack import owner_url
 
-    engine = app_engine(settings)
+    engine = create_engine(owner_url(settings))  # the read models are the owner's to rebuild
     try:
         async with engine.begin() as conn:
             count = await rebuild(conn)
@@ -114,8 +251,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--year", type=int, default=None)
     audit = sub.add_parser("audit", help="auditor commands")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_sub.add_parser("verify", help="verify the whole log; exit 0 when intact")
-    audit_sub.add_parser("rebuild", help="rebuild the read models from the log")
+    verify = audit_sub.add_parser(
+        "verify", help="verify the whole log and the read models; exit 0 when intact"
+    )
+    verify.add_argument("--checkpoint", help="a signed checkpoint note held outside, to match")
+    verify.add_argument("--key", help="the log's verifier key (or a file holding it)")
+    audit_sub.add_parser("rebuild", help="rebuild the read models from the log (as the owner)")
+    keygen = audit_sub.add_parser(
+        "keygen", help="print a new signer key (first line) and its verifier key (second)"
+    )
+    keygen.add_argument("name", help="the key's name, e.g. bappeda.tangerangkota.go.id")
+    cp = audit_sub.add_parser("checkpoint", help="print a log's latest signed checkpoint")
+    cp.add_argument("--log", help="the log (a region code, e.g. 36.71)")
+    watch = audit_sub.add_parser(
+        "watch", help="witness the logs through the API: exit non-zero on any inconsistency"
+    )
+    watch.add_argument("--state", required=True, help="folder of the witness's own state")
+    watch.add_argument("--key", required=True, help="the log's verifier key (or a file)")
+    watch.add_argument("--api", help="the API's base URL (default: the configured one)")
+    watch.add_argument("--token", help="an auditor token (default: $MUSRENBANG_TOKEN)")
+    watch.add_argument("--log", action="append", help="only this log (repeatable)")
+    evidence = audit_sub.add_parser(
+        "verify-evidence", help="check an usulan's evidence bundle offline"
+    )
+    evidence.add_argument("file", help="the bundle (GET /proposals/{id}/evidence)")
+    evidence.add_argument("--key", required=True, help="the log's verifier key (or a file)")
     return parser
 
 
@@ -171,7 +331,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 0
     if args.command == "audit" and args.audit_command == "verify":
-        return asyncio.run(_audit_verify(settings))
+        return asyncio.run(_audit_verify(settings, args.checkpoint, args.key))
+    if args.command == "audit" and args.audit_command == "keygen":
+        return _audit_keygen(args.name)
+    if args.command == "audit" and args.audit_command == "checkpoint":
+        return asyncio.run(_audit_checkpoint(settings, args.log))
+    if args.command == "audit" and args.audit_command == "watch":
+        return _audit_watch(settings, args)
+    if args.command == "audit" and args.audit_command == "verify-evidence":
+        return _audit_verify_evidence(args.file, args.key)
     if args.command == "audit" and args.audit_command == "rebuild":
         return asyncio.run(_rebuild(settings))
     raise SystemExit(f"unknown command {args.command}")

@@ -18,7 +18,7 @@ from musrenbang.api.errors import ApiError, not_found
 from musrenbang.domain.stages import forum_id
 from musrenbang.events import queries
 from musrenbang.events.store import read_log
-from musrenbang.events.verify import verify_all
+from musrenbang.events.verify import verify_all, verify_read_models
 
 router = APIRouter()
 
@@ -155,13 +155,17 @@ async def get_events(
 @router.get("/audit/verify")
 async def audit_verify(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
     """Verifies every log this token reads (all of them, for a token that reads all)."""
-    result = await verify_all(conn, only=lambda log_id: may_read(actor, log_id))
+    readable = lambda log_id: may_read(actor, log_id)  # noqa: E731
+    result = await verify_all(conn, only=readable)
+    models = await verify_read_models(conn, only=readable) if result.ok else None
     return {
-        "ok": result.ok,
+        "ok": result.ok and models is not None and models.ok,
         "checked": result.checked,
         "first_bad_seq": result.first_bad_seq,
         "log_id": result.log_id,
-        "problem": result.problem,
+        "problem": result.problem or (models.problem if models else None),
+        "read_models_checked": models.checked if models else 0,
+        "first_bad_record": models.record if models else None,
     }
 
 

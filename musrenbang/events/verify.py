@@ -329,3 +329,63 @@ def _row_problem(
             f"it stands at version {row_version} (seq {row_seq}); the log at {version} ({last_seq})"
         )
     return None
+
+
+# -- against a checkpoint held outside ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointMatch:
+    ok: bool
+    log_id: str | None
+    size: int | None
+    problem: str | None = None
+
+
+async def verify_against_checkpoint(
+    conn: AsyncConnection, note: str, vkeys: list[str]
+) -> CheckpointMatch:
+    """Checks the stored log against a signed checkpoint held outside the database (one
+    in a Berita Acara, or a witness's): its signature, the chain up to the log's head
+    (every hash recomputed), and the root of the first `size` leaves, recomputed from
+    them, against the signed root."""
+    from musrenbang.events import tlog
+
+    try:
+        checkpoint = tlog.parse_checkpoint(tlog.verify_note(note, vkeys))
+    except tlog.NoteError as exc:
+        return CheckpointMatch(False, None, None, f"the checkpoint does not verify: {exc}")
+    log_id = checkpoint.origin.rsplit("/", 1)[-1]
+    chain = await verify_log(conn, log_id)
+    if not chain.ok:
+        return CheckpointMatch(
+            False, log_id, checkpoint.size, f"seq {chain.first_bad_seq}: {chain.problem}"
+        )
+    if chain.checked < checkpoint.size:
+        return CheckpointMatch(
+            False,
+            log_id,
+            checkpoint.size,
+            f"the log holds {chain.checked} events, fewer than the {checkpoint.size} signed",
+        )
+    driver = await driver_connection(conn)
+    tree = tlog.CompactRange()
+    async with (
+        driver.transaction(),
+        driver.cursor(name=f"leaves_{log_id.replace('.', '_')}", binary=True) as cur,
+    ):
+        await cur.execute(
+            "SELECT hash FROM audit.events WHERE log_id = %s AND seq <= %s ORDER BY seq",
+            (log_id, checkpoint.size),
+        )
+        while rows := await cur.fetchmany(_BATCH):
+            tree.extend(bytes(r[0]) for r in rows)
+    if tree.size != checkpoint.size or tree.root() != checkpoint.root:
+        return CheckpointMatch(
+            False,
+            log_id,
+            checkpoint.size,
+            f"the first {checkpoint.size} events do not make the signed root: the log was"
+            " rewritten after that checkpoint was signed",
+        )
+    return CheckpointMatch(True, log_id, checkpoint.size)
