@@ -128,11 +128,15 @@ def _audit_watch(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     base = args.api or f"http://{settings.api_host}:{settings.api_port}/api/v1"
     token = args.token or os.environ.get("MUSRENBANG_TOKEN")
-    api = Api(base, token)
-    try:
-        return run_watch(api, Path(args.state), Verifier.parse(keys[0]), args.log or None)
-    finally:
-        api.close()
+
+    async def watch() -> int:
+        api = Api(base, token)
+        try:
+            return await run_watch(api, Path(args.state), Verifier.parse(keys[0]), args.log)
+        finally:
+            await api.close()
+
+    return asyncio.run(watch())
 
 
 def _audit_verify_evidence(path: str, key: str) -> int:

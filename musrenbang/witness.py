@@ -107,13 +107,23 @@ def _b64(data: bytes) -> str:
 
 
 class Api:
-    def __init__(self, base: str, token: str | None, timeout: float = 30.0) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(base_url=base.rstrip("/"), headers=headers, timeout=timeout)
+    """The API as the witness asks it (an auditor token; `transport` for tests)."""
 
-    def get(self, path: str, **params: Any) -> httpx.Response:
+    def __init__(
+        self,
+        base: str,
+        token: str | None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.AsyncClient(
+            base_url=base.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def get(self, path: str, **params: Any) -> httpx.Response:
         try:
-            response = self.client.get(path, params=params)
+            response = await self.client.get(path, params=params)
         except httpx.HTTPError as exc:
             raise Unreachable(f"{path}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
@@ -121,14 +131,14 @@ class Api:
             raise Unreachable(f"{path} answered {response.status_code}: {detail}")
         return response
 
-    def logs(self) -> list[str]:
-        return [str(row["log_id"]) for row in self.get("/logs").json()["logs"]]
+    async def logs(self) -> list[str]:
+        return [str(row["log_id"]) for row in (await self.get("/logs")).json()["logs"]]
 
-    def leaves(self, log_id: str, start: int, end: int) -> list[bytes]:
+    async def leaves(self, log_id: str, start: int, end: int) -> list[bytes]:
         out: list[bytes] = []
         while start < end:
             high = min(start + PAGE, end)
-            body = self.get(f"/logs/{log_id}/leaves", start=start, end=high).content
+            body = (await self.get(f"/logs/{log_id}/leaves", start=start, end=high)).content
             if len(body) != (high - start) * HASH:
                 raise SecurityError(
                     f"log {log_id}: asked for leaves {start}..{high}, got {len(body)} bytes"
@@ -137,8 +147,8 @@ class Api:
             start = high
         return out
 
-    def close(self) -> None:
-        self.client.close()
+    async def close(self) -> None:
+        await self.client.aclose()
 
 
 @dataclass
@@ -149,12 +159,12 @@ class Outcome:
     new_leaves: int
 
 
-def watch_log(api: Api, folder: Path, log_id: str, verifier: tlog.Verifier) -> Outcome:
+async def watch_log(api: Api, folder: Path, log_id: str, verifier: tlog.Verifier) -> Outcome:
     """One run for one log (see the module docstring). Raises SecurityError or
     Unreachable; keeps the new state only when everything holds."""
     state = LogState(folder, log_id)
     held = state.load()
-    note = api.get(f"/logs/{log_id}/checkpoint").text
+    note = (await api.get(f"/logs/{log_id}/checkpoint")).text
     try:
         checkpoint = tlog.parse_checkpoint(tlog.verify_note(note, [verifier]))
     except tlog.NoteError as exc:
@@ -166,8 +176,8 @@ def watch_log(api: Api, folder: Path, log_id: str, verifier: tlog.Verifier) -> O
         raise SecurityError(f"log {log_id}: the checkpoint served is of {checkpoint.origin}")
     new, old = checkpoint.size, held.size
 
-    def differs(why: str) -> SecurityError:
-        first = _first_difference(api, state, log_id, min(old, new))
+    async def differs(why: str) -> SecurityError:
+        first = await _first_difference(api, state, log_id, min(old, new))
         where = f"; the first leaf that differs from the mirror is seq {first}" if first else ""
         return SecurityError(
             f"log {log_id}: the checkpoint of size {new} is not consistent with the one held,"
@@ -175,35 +185,36 @@ def watch_log(api: Api, folder: Path, log_id: str, verifier: tlog.Verifier) -> O
         )
 
     if new < old:
-        raise differs("the log is smaller than before (rewound)")
+        raise await differs("the log is smaller than before (rewound)")
     if new == old:
         if checkpoint.root != held.root:
-            raise differs("same size, another root (a fork)")
+            raise await differs("same size, another root (a fork)")
         return Outcome(log_id, old, new, 0)
     if old > 0:
-        body = api.get(f"/logs/{log_id}/proofs/consistency", **{"from": old, "to": new}).json()
+        answer = await api.get(f"/logs/{log_id}/proofs/consistency", **{"from": old, "to": new})
+        body = answer.json()
         try:
             proof = [base64.b64decode(p, validate=True) for p in body["proof"]]
             tlog.verify_consistency(old, new, held.root, checkpoint.root, proof)
         except (tlog.ProofError, ValueError, KeyError) as exc:
-            raise differs(f"the consistency proof fails ({exc})") from None
-    leaves = api.leaves(log_id, old, new)
+            raise await differs(f"the consistency proof fails ({exc})") from None
+    leaves = await api.leaves(log_id, old, new)
     tree = tlog.CompactRange(old, held.nodes)
     tree.extend(leaves)
     if tree.root() != checkpoint.root:
-        raise differs("the leaves served do not make the signed root")
+        raise await differs("the leaves served do not make the signed root")
     state.keep(leaves, new, tree.nodes, note)
     return Outcome(log_id, old, new, len(leaves))
 
 
-def _first_difference(api: Api, state: LogState, log_id: str, upto: int) -> int | None:
+async def _first_difference(api: Api, state: LogState, log_id: str, upto: int) -> int | None:
     """The first seq (leaf index + 1) below `upto` whose leaf the server now serves other
     than the mirror holds, or None if none does (or the server will not say)."""
     start = 0
     with contextlib.suppress(Unreachable, SecurityError, OSError):
         while start < upto:
             high = min(start + PAGE, upto)
-            served = api.leaves(log_id, start, high)
+            served = await api.leaves(log_id, start, high)
             mirrored = state.mirror(start, high)
             for i, leaf in enumerate(served):
                 if mirrored[i * HASH : (i + 1) * HASH] != leaf:
@@ -212,18 +223,18 @@ def _first_difference(api: Api, state: LogState, log_id: str, upto: int) -> int 
     return None
 
 
-def run_watch(api: Api, folder: Path, verifier: tlog.Verifier, logs: list[str] | None) -> int:
+async def run_watch(api: Api, folder: Path, verifier: tlog.Verifier, logs: list[str] | None) -> int:
     """Every log (those named, else all the token reads); the exit status."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        names = logs or api.logs()
+        names = logs or await api.logs()
     except Unreachable as exc:
         print(f"musrenbang audit watch: cannot list the logs: {exc}", flush=True)
         return 2
     status = 0
     for log_id in names:
         try:
-            outcome = watch_log(api, folder, log_id, verifier)
+            outcome = await watch_log(api, folder, log_id, verifier)
         except SecurityError as exc:
             print(f"SECURITY ERROR: {exc}", flush=True)
             status = 1
