@@ -42,6 +42,9 @@ def test_every_service_the_app_needs_is_there_and_wired_by_name() -> None:
         assert env["MUSRENBANG_TEMPORAL_ADDRESS"] == "temporal:7233"
         assert env["MUSRENBANG_ENVIRONMENT"] == "production"
     assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgres"
+    # only the workers hold the key that signs the log's checkpoints
+    assert "MUSRENBANG_LOG_SIGNING_KEY" in services["worker"]["environment"]
+    assert "MUSRENBANG_LOG_SIGNING_KEY" not in services["api"]["environment"]
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
     assert services["api"]["command"] == ["api"] and services["worker"]["command"] == ["worker"]
     assert services["migrate"]["build"] == "." and (ROOT / "Dockerfile").exists()
