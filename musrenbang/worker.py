@@ -18,6 +18,7 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
+    ScheduleUpdate,
 )
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
@@ -106,9 +107,12 @@ async def ensure_checkpoint_schedule(client: Client, task_queue: str, every: tim
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
     try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        return
+        try:
+            await client.create_schedule(SCHEDULE_ID, schedule)
+        except ScheduleAlreadyRunningError:  # made before: it takes this worker's settings
+            await client.get_schedule_handle(SCHEDULE_ID).update(
+                lambda _: ScheduleUpdate(schedule=schedule)
+            )
     except RPCError as exc:
         log.warning("checkpoints.no_schedule", error=exc.message)
 

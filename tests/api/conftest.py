@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from musrenbang.api.app import create_app
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
+from musrenbang.events.tlog import Signer, generate_key
 from musrenbang.worker import build_worker
 
 
@@ -22,12 +23,18 @@ def settings(task_queue: str) -> Settings:
     return Settings(temporal_task_queue=task_queue, jwt_secret="test-secret-for-the-suite-only")
 
 
+LOG_SIGNER, LOG_VERIFIER = generate_key("bappeda.test.musrenbang.local")
+
+
 @pytest.fixture
 async def api(
     time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, settings: Settings
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, engine=engine, temporal=time_skipping_env.client)
-    async with build_worker(time_skipping_env.client, settings.temporal_task_queue, engine):
+    signer = Signer.parse(LOG_SIGNER)  # the worker signs checkpoints with it
+    async with build_worker(
+        time_skipping_env.client, settings.temporal_task_queue, engine, signer=signer
+    ):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test/api/v1") as client:
             yield client

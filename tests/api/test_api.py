@@ -12,6 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from musrenbang.domain.calendar import fixed_holidays
+from musrenbang.events import tlog
+from musrenbang.events.evidence import check_bundle
+from tests.api.conftest import LOG_VERIFIER
 
 REGION, KEL, KEC = "13.72", "13.72.01.1001", "13.72.01"
 # Other forums open concurrently; the usulan's own events are what a retry could double.
@@ -166,6 +169,28 @@ async def test_coordinator_and_auditor_journey(
     ).json()
     assert [e["payload"]["reason"] for e in more["events"]] == ["Sudah dianggarkan"]
     assert (await api.get("/audit/verify", headers=auditor)).json()["ok"] is True
+
+    # The Berita Acara carries the signed checkpoint of every event before its closing...
+    closed = (
+        await api.get("/events", params={"cycle": cycle, "type": "ForumClosed"}, headers=auditor)
+    ).json()["events"][0]
+    anchor = closed["payload"]["checkpoint"]
+    assert (
+        tlog.parse_checkpoint(tlog.verify_note(anchor["note"], [LOG_VERIFIER])).size
+        == (anchor["size"])
+    )
+    assert anchor["size"] == closed["seq"] - 2  # then its own CheckpointIssued, then it
+    assert anchor["origin"] == "bappeda.test.musrenbang.local/13.72"
+    # ...and once the forum has closed, a checkpoint covers the closing record too.
+    for _ in range(50):
+        note = (await api.get("/logs/13.72/checkpoint", headers=auditor)).text
+        if tlog.parse_checkpoint(note).size > closed["seq"]:
+            break
+        await asyncio.sleep(0.1)
+    assert tlog.parse_checkpoint(tlog.verify_note(note, [LOG_VERIFIER])).size > closed["seq"]
+    bundle = (await api.get(f"/proposals/{a}/evidence", headers=auditor)).json()
+    assert check_bundle(bundle, [LOG_VERIFIER]).ok
+    assert {r["stream"] for r in bundle["records"]} == {f"proposal:{a}", f"proposal:{b}"}
 
     funnel = (await api.get(f"/cycles/{cycle}/funnel", headers=auditor)).json()["stages"]
     kel = funnel[0]
