@@ -16,6 +16,7 @@ import httpx
 
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
+from musrenbang.events import tlog
 
 
 def _free_port() -> int:
@@ -100,6 +101,12 @@ def test_up_demo_restart_resumes(tmp_path: Path) -> None:
         before = _snapshot(api, auditor, cycle)
         assert before["first"] == "closed" and before["late"] in ("open", "overdue")
         assert before["verify"]["ok"] and before["verify"]["checked"] > 20
+        vkey = _verifier_key(tmp_path / "up.log")
+        key_file = tmp_path / "home" / "log-signing.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        note = httpx.get(f"{api}/logs/36.71/checkpoint", headers=auditor, timeout=30).text
+        assert tlog.parse_checkpoint(tlog.verify_note(note, [vkey])).size > 20
+        assert _watch(env, api, auditor, vkey, tmp_path / "witness").returncode == 0
     finally:
         _down(proc, tmp_path / "up.log")
 
@@ -131,8 +138,44 @@ def test_up_demo_restart_resumes(tmp_path: Path) -> None:
             timeout=60,
         )
         assert res.status_code == 200, res.text  # the cycle carries on where it was
+        assert _verifier_key(tmp_path / "up.log") == vkey  # the same key after a restart
+        watched = _watch(env, api, auditor, vkey, tmp_path / "witness")
+        assert watched.returncode == 0, watched.stdout + watched.stderr
     finally:
         _down(proc, tmp_path / "up.log")
+
+
+def _verifier_key(log: Path) -> str:
+    line = next(x for x in log.read_text().splitlines() if x.startswith("Log verifier key"))
+    return line.rsplit(" ", 1)[1]
+
+
+def _watch(
+    env: dict[str, str], api: str, auditor: dict[str, str], vkey: str, state: Path
+) -> subprocess.CompletedProcess[str]:
+    token = auditor["Authorization"].removeprefix("Bearer ")
+    return subprocess.run(  # noqa: S603 - the test's own arguments
+        [
+            sys.executable,
+            "-m",
+            "musrenbang.cli",
+            "audit",
+            "watch",
+            "--state",
+            str(state),
+            "--key",
+            vkey,
+            "--api",
+            api,
+            "--token",
+            token,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _snapshot(api: str, auth: dict[str, str], cycle: str) -> dict[str, Any]:
