@@ -42,6 +42,7 @@ from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.canonical import LEAF_PREFIX, record_bytes
 from musrenbang.events.checkpoints import sign_head
 from musrenbang.events.db import app_url, conninfo, create_engine, migrate
+from musrenbang.logging import configure_logging
 from musrenbang.stack import embedded_postgres, ensure_database
 from musrenbang.witness import Api, run_watch
 
@@ -244,6 +245,7 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--appends", type=int, default=20_000)
     args = parser.parse_args()
+    configure_logging("console", "WARNING")  # not a line per request of the witness
     with contextlib.ExitStack() as stack:
         if os.environ.get("MUSRENBANG_DATABASE_URL"):
             server = make_url(os.environ["MUSRENBANG_DATABASE_URL"])
