@@ -224,20 +224,27 @@ async def run(owner: URL, log_size: int) -> dict[str, Any]:
     }
 
 
+def bench_database(stack: contextlib.ExitStack, name: str) -> URL:
+    """A fresh, migrated database `name` on MUSRENBANG_DATABASE_URL's server, else on a
+    throwaway embedded PostgreSQL that `stack` stops; its owner's URL."""
+    if os.environ.get("MUSRENBANG_DATABASE_URL"):
+        server = make_url(os.environ["MUSRENBANG_DATABASE_URL"])
+    else:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="musrenbang-bench-"))
+        server = stack.enter_context(embedded_postgres(Path(tmp) / "pgdata"))
+    with psycopg.connect(conninfo(server.set(database="postgres")), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    owner = ensure_database(server, name)
+    migrate(owner, *APP)
+    return owner
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--log-size", type=int, default=1_000_000)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
-        if os.environ.get("MUSRENBANG_DATABASE_URL"):
-            server = make_url(os.environ["MUSRENBANG_DATABASE_URL"])
-        else:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="musrenbang-bench-"))
-            server = stack.enter_context(embedded_postgres(Path(tmp) / "pgdata"))
-        with psycopg.connect(conninfo(server.set(database="postgres")), autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS musrenbang_bench WITH (FORCE)")
-        owner = ensure_database(server, "musrenbang_bench")
-        migrate(owner, *APP)
+        owner = bench_database(stack, "musrenbang_bench")
         figures = asyncio.run(run(owner, args.log_size))
     print(json.dumps(figures))
 

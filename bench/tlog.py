@@ -31,9 +31,9 @@ from typing import Any
 
 import httpx
 import psycopg
-from sqlalchemy import URL, make_url
+from sqlalchemy import URL
 
-from bench.event_log import APP, RAW_INSERT, event, raw_rows, raw_setup
+from bench.event_log import APP, RAW_INSERT, bench_database, event, raw_rows, raw_setup
 from musrenbang.api.app import create_app
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
@@ -41,9 +41,8 @@ from musrenbang.events import tlog, tree
 from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.canonical import LEAF_PREFIX, record_bytes
 from musrenbang.events.checkpoints import sign_head
-from musrenbang.events.db import app_url, conninfo, create_engine, migrate
+from musrenbang.events.db import app_url, conninfo, create_engine
 from musrenbang.logging import configure_logging
-from musrenbang.stack import embedded_postgres, ensure_database
 from musrenbang.witness import Api, run_watch
 
 BIG = "99.99"
@@ -247,15 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("console", "WARNING")  # not a line per request of the witness
     with contextlib.ExitStack() as stack:
-        if os.environ.get("MUSRENBANG_DATABASE_URL"):
-            server = make_url(os.environ["MUSRENBANG_DATABASE_URL"])
-        else:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="musrenbang-bench-"))
-            server = stack.enter_context(embedded_postgres(Path(tmp) / "pgdata"))
-        with psycopg.connect(conninfo(server.set(database="postgres")), autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS musrenbang_tlog_bench WITH (FORCE)")
-        owner = ensure_database(server, "musrenbang_tlog_bench")
-        migrate(owner, *APP)
+        owner = bench_database(stack, "musrenbang_tlog_bench")
         figures = asyncio.run(run(owner, args.leaves, args.appends))
     print(json.dumps(figures))
 

@@ -9,7 +9,6 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
 from pathlib import Path
 
 from musrenbang.config import Settings, get_settings
@@ -90,17 +89,13 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
 async def _audit_checkpoint(settings: Settings, log_id: str | None) -> int:
     from musrenbang.events.checkpoints import latest
     from musrenbang.events.db import driver_connection
+    from musrenbang.events.tree import log_ids
 
     engine = app_engine(settings)
     try:
         async with engine.connect() as conn:
             driver = await driver_connection(conn)
-            logs = [
-                r[0]
-                for r in await (
-                    await driver.execute("SELECT log_id FROM audit.logs ORDER BY log_id")
-                ).fetchall()
-            ]
+            logs = await log_ids(driver)
             if log_id is None and len(logs) != 1:
                 names = ", ".join(logs) or "none yet"
                 print(
@@ -200,19 +195,11 @@ async def _rebuild(settings: Settings) -> int:
 async def _worker(settings: Settings) -> int:
     from musrenbang.logging import get_logger
     from musrenbang.stack import connect_temporal
-    from musrenbang.worker import build_worker, load_signer
+    from musrenbang.worker import configured_worker
 
-    signer = load_signer(settings)  # production: build_worker refuses to go on without
     engine = app_engine(settings)
     client = await connect_temporal(settings.temporal_target, settings.temporal_namespace)
-    worker = build_worker(
-        client,
-        settings.temporal_task_queue,
-        engine,
-        settings.webhook_url,
-        signer,
-        timedelta(minutes=settings.checkpoint_interval_minutes),
-    )
+    worker = configured_worker(settings, client, engine)
     get_logger("musrenbang.worker").info(
         "worker.started",
         task_queue=settings.temporal_task_queue,

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -261,7 +260,7 @@ async def run_stack(settings: Settings) -> None:
     from musrenbang.api.app import create_app
     from musrenbang.events.db import migrate
     from musrenbang.logging import get_logger
-    from musrenbang.worker import build_worker
+    from musrenbang.worker import configured_worker
 
     log = get_logger("musrenbang.up")
     reaper = Reaper()
@@ -287,14 +286,7 @@ async def run_stack(settings: Settings) -> None:
         _say("Starting the worker and the API ...")
         engine = app_engine(settings, owner)
         signer = stack_signer(settings)
-        worker = build_worker(
-            client,
-            settings.temporal_task_queue,
-            engine,
-            settings.webhook_url,
-            signer,
-            timedelta(minutes=settings.checkpoint_interval_minutes),
-        )
+        worker = configured_worker(settings, client, engine, signer)
         app = create_app(settings, engine=engine, temporal=client)
         server = _ApiServer(
             uvicorn.Config(

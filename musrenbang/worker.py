@@ -173,3 +173,18 @@ def build_worker(
         # retries them on the next worker.
         graceful_shutdown_timeout=timedelta(seconds=3),
     )
+
+
+def configured_worker(
+    settings: Settings, client: Client, engine: AsyncEngine, signer: Signer | None = None
+) -> _Worker:
+    """The production worker (`musrenbang worker`, `musrenbang up`): its task queue,
+    webhook, signer and checkpoint schedule from the settings."""
+    return build_worker(
+        client,
+        settings.temporal_task_queue,
+        engine,
+        settings.webhook_url,
+        signer or load_signer(settings),
+        timedelta(minutes=settings.checkpoint_interval_minutes),
+    )

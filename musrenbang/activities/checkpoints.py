@@ -24,13 +24,13 @@ from musrenbang.events.checkpoints import (
 from musrenbang.events.db import conninfo
 from musrenbang.events.model import NewEvent
 from musrenbang.events.tlog import Signer
+from musrenbang.events.tree import log_ids
 from musrenbang.logging import get_logger
 from musrenbang.workflows.contracts import CheckpointInput
 
 log = get_logger(__name__)
 
 _RECORDED = "SELECT payload FROM audit.events WHERE idempotency_key = %s"
-_LOGS = "SELECT log_id FROM audit.logs ORDER BY log_id"
 
 
 class CheckpointActivities:
@@ -99,7 +99,7 @@ class CheckpointActivities:
         """A checkpoint of every log that grew since its last one; their sizes."""
         async with self._lock:
             conn = await self._connection()
-            logs = [r[0] for r in await (await conn.execute(_LOGS)).fetchall()]
+            logs = await log_ids(conn)
             due = []
             for log_id in logs:
                 last = await latest(conn, log_id)

@@ -37,9 +37,10 @@ async def _cycle_state(conn: Any, cycle_id: str) -> dict[str, Any]:
 
 async def _proposal_region(conn: Any, proposal_id: str, actor: Any) -> None:
     """An usulan outside the token's regions is, to that token, not there."""
-    row = (
+    row = (  # from the log itself, not a read model
         await conn.execute(
-            text("SELECT log_id FROM read.proposals WHERE proposal_id = :p"), {"p": proposal_id}
+            text("SELECT log_id FROM audit.events WHERE stream = :s LIMIT 1"),
+            {"s": f"proposal:{proposal_id}"},
         )
     ).first()
     if row is not None and not may_read(actor, row.log_id):

@@ -33,6 +33,12 @@ class TreeError(RuntimeError):
     """The stored tree cannot give what was asked (a size beyond the log, say)."""
 
 
+async def log_ids(driver: Any) -> list[str]:
+    """Every log the database holds (one per region), in order."""
+    rows = await (await driver.execute("SELECT log_id FROM audit.logs ORDER BY log_id")).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 async def head_size(driver: Any, log_id: str) -> int:
     """How many events the log holds (its committed head)."""
     row = await (await driver.execute(_HEAD, (log_id,))).fetchone()

@@ -193,13 +193,9 @@ async def verify_all(
     only: Callable[[str], bool] | None = None,
 ) -> Verification:
     """Verifies every log (or those `only` accepts); stops at the first that fails."""
-    driver = await driver_connection(conn)
-    logs = [
-        r[0]
-        for r in await (
-            await driver.execute("SELECT log_id FROM audit.logs ORDER BY log_id")
-        ).fetchall()
-    ]
+    from musrenbang.events.tree import log_ids
+
+    logs = await log_ids(await driver_connection(conn))
     checked = 0
     for log_id in logs:
         if only is not None and not only(log_id):
@@ -245,7 +241,9 @@ async def verify_read_models(
     from musrenbang.events.projections import READ_MODELS
 
     driver = await driver_connection(conn)
-    logs = [r[0] for r in await (await driver.execute("SELECT log_id FROM audit.logs")).fetchall()]
+    from musrenbang.events.tree import log_ids
+
+    logs = await log_ids(driver)
     checked = 0
     for kind, model in READ_MODELS.items():
         orphan = await (
@@ -255,7 +253,7 @@ async def verify_read_models(
             return ReadModelCheck(
                 False, checked, f"{kind}:{orphan[0]}", "a read-model row with no events in the log"
             )
-        for log_id in sorted(logs):
+        for log_id in logs:
             if only is not None and not only(log_id):
                 continue
             found = await _check_model(driver, log_id, kind, model)
