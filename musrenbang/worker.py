@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.enums.v1 import IndexedValueType
@@ -36,6 +38,7 @@ from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 from musrenbang.workflows.notification import NotificationWorkflow
 
+T = TypeVar("T")
 WORKFLOWS = [CycleWorkflow, ForumWorkflow, NotificationWorkflow, CheckpointWorkflow]
 log = get_logger(__name__)
 
@@ -76,6 +79,31 @@ _INDEXED = {
 }
 
 
+# Answers that say the server is not there (yet): a worker started while Temporal restarts
+# waits for it, as its polling would, instead of exiting.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+async def until_answered(call: Callable[[], Awaitable[T]], what: str) -> T:
+    """`call()`, tried again (backoff up to 10 s) while the server is unreachable."""
+    delay = 0.5
+    while True:
+        try:
+            return await call()
+        except RPCError as exc:
+            if exc.status not in _TRANSIENT:
+                raise
+            log.warning("temporal.unavailable", doing=what, error=exc.message, retry_in=delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
 async def register_search_attributes(client: Client, namespace: str) -> None:
     """Registers the workflows' search attributes (workflows/search.py) where they are
     missing; a server that refuses says how to register them by hand."""
@@ -84,7 +112,10 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
             namespace=namespace, search_attributes={key.name: _INDEXED[key.indexed_value_type]}
         )
         try:
-            await client.operator_service.add_search_attributes(request)
+            await until_answered(
+                lambda r=request: client.operator_service.add_search_attributes(r),  # type: ignore[misc]
+                "register search attributes",
+            )
         except RPCError as exc:
             if exc.status == RPCStatusCode.ALREADY_EXISTS:
                 continue
@@ -108,10 +139,15 @@ async def ensure_checkpoint_schedule(client: Client, task_queue: str, every: tim
     )
     try:
         try:
-            await client.create_schedule(SCHEDULE_ID, schedule)
+            await until_answered(
+                lambda: client.create_schedule(SCHEDULE_ID, schedule), "create the schedule"
+            )
         except ScheduleAlreadyRunningError:  # made before: it takes this worker's settings
-            await client.get_schedule_handle(SCHEDULE_ID).update(
-                lambda _: ScheduleUpdate(schedule=schedule)
+            await until_answered(
+                lambda: client.get_schedule_handle(SCHEDULE_ID).update(
+                    lambda _: ScheduleUpdate(schedule=schedule)
+                ),
+                "update the schedule",
             )
     except RPCError as exc:
         log.warning("checkpoints.no_schedule", error=exc.message)
