@@ -169,11 +169,12 @@ def build_worker(
     webhook_url: str | None = None,
     signer: Signer | None = None,
     checkpoint_every: timedelta | None = None,
+    settings: Settings | None = None,
 ) -> _Worker:
     """The worker. Without a signer it takes the configured one; a development setup
     without any signs with a key of its own, made for this process (its verifier key is
     logged); production refuses to start without one."""
-    settings = get_settings()
+    settings = settings or get_settings()
     signer = signer or load_signer(settings)
     if signer is None:
         if settings.environment == "production":
@@ -223,4 +224,5 @@ def configured_worker(
         settings.webhook_url,
         signer or load_signer(settings),
         timedelta(minutes=settings.checkpoint_interval_minutes),
+        settings,
     )

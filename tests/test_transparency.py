@@ -139,13 +139,17 @@ async def _rewrite_history(owner_engine: AsyncEngine, *, drop_checkpoints: bool)
 
 
 def _verify_cli(owner_db: URL, *args: str) -> subprocess.CompletedProcess[str]:
+    return _audit_cli(owner_db, "verify", *args)
+
+
+def _audit_cli(owner_db: URL, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "MUSRENBANG_DATABASE_URL": owner_db.render_as_string(hide_password=False),
         "MUSRENBANG_LOG_LEVEL": "WARNING",
     }
     return subprocess.run(  # noqa: S603 - the test's own arguments
-        [sys.executable, "-m", "musrenbang.cli", "audit", "verify", *args],
+        [sys.executable, "-m", "musrenbang.cli", "audit", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -171,6 +175,8 @@ async def test_a_rewritten_history_is_caught_by_the_witness_and_by_the_paper_che
     first: Issued = await sign_head(signing, LOG, signer)
     paper = tmp_path / "berita-acara-checkpoint.txt"  # as printed in a Berita Acara
     paper.write_text(first.note)
+    printed = _audit_cli(owner_db, "checkpoint", "--log", LOG)
+    assert printed.returncode == 0 and printed.stdout == first.note
     assert await run_watch(witness_api, state, verifier, None) == 0
     assert f"checkpoint of size {first.size} verified" in capsys.readouterr().out
 
