@@ -11,7 +11,7 @@ import lokal
 from musrenbang.domain.calendar import end_of_day, roll_forward
 from musrenbang.domain.opd import KOTA_TANGERANG
 from musrenbang.domain.regions import load_region
-from musrenbang.domain.stages import Level, template
+from musrenbang.domain.stages import Level, template, timer_may_close
 from musrenbang.workflows.contracts import ActorRef, CycleInput
 
 # RKPD year Y is planned in Y-1 (DOMAIN.md): month and day of each stage's deadline.
@@ -155,4 +155,5 @@ def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
         grace_working_days=plan.grace_working_days,
         auto_close_policy=plan.auto_close_policy,
         actor=actor,
+        timer_closes=timer_may_close([s.slug for s in stages]),
     )

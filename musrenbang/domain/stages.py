@@ -21,6 +21,10 @@ class Stage:
     name: str
     level: Level
     chaired_by: str
+    # Whether the system may close its forums once the deadline and grace period have
+    # passed. The final stage never may, whatever this says: only a person adopts the
+    # RKPD, with the number of its Perkada (see `timer_may_close`).
+    timer_may_close: bool = True
 
 
 STAGES: dict[str, Stage] = {
@@ -31,7 +35,7 @@ STAGES: dict[str, Stage] = {
         Stage("kecamatan", "Musrenbang Kecamatan", Level.KECAMATAN, "Camat"),
         Stage("forum-pd", "Forum Perangkat Daerah", Level.OPD, "Kepala OPD dan Bappeda"),
         Stage("kota", "Musrenbang RKPD Kota", Level.CITY, "Wali Kota / Kepala Bappeda"),
-        Stage("rkpd", "Penetapan RKPD (Perkada)", Level.CITY, "Bappeda, TAPD, Wali Kota"),
+        Stage("rkpd", "Penetapan RKPD (Perkada)", Level.CITY, "Bappeda, TAPD, Wali Kota", False),
     )
 }
 
@@ -55,6 +59,15 @@ def template(name: str) -> tuple[Stage, ...]:
         raise ValueError(
             f"unknown stage template {name!r}; known: {', '.join(sorted(TEMPLATES))}"
         ) from None
+
+
+def timer_may_close(stages: list[str] | tuple[str, ...]) -> dict[str, bool]:
+    """For each stage of a cycle, whether a timer may close its forums: never the final
+    stage (its forum adopts the RKPD), else as the stage says."""
+    return {
+        slug: index < len(stages) - 1 and (slug not in STAGES or STAGES[slug].timer_may_close)
+        for index, slug in enumerate(stages)
+    }
 
 
 def forum_id(cycle_id: str, stage: str, unit: str) -> str:

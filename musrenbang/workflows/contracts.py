@@ -83,6 +83,10 @@ class ForumConfig:
     grace_working_days: int = 3
     holidays: list[str] = field(default_factory=list)
     auto_close_policy: str = "not_deliberated"  # or "forward"
+    # False: past the deadline it stays open, escalated and reminded, until a person closes
+    # it (the final stage always; decided when the cycle is planned).
+    timer_may_close: bool = True
+    overdue_reminder_hours: int = 24
 
 
 @dataclass
@@ -190,6 +194,7 @@ class CycleInput:
     grace_working_days: int = 3
     auto_close_policy: str = "not_deliberated"
     actor: ActorRef | None = None
+    timer_closes: dict[str, bool] = field(default_factory=dict)  # stage -> a timer may close
 
 
 @dataclass

@@ -144,6 +144,7 @@ class CycleWorkflow:
                 grace_working_days=self.inp.grace_working_days,
                 holidays=self.inp.holidays,
                 auto_close_policy=self.inp.auto_close_policy,
+                timer_may_close=self.inp.timer_closes.get(slug, True),
             ),
             pagu=self.inp.pagu.get(slug),
             intake=stage == 0,
@@ -210,7 +211,12 @@ class CycleWorkflow:
     async def _adopt(self, result: ForumResult) -> None:
         items = sorted(row[0] for row in result.forwarded)
         total = sum(row[1] for row in result.forwarded)
-        payload = {"perkada": result.perkada, "items": items, "total_cost": total}
+        payload = {
+            "perkada": result.perkada,
+            "closed_by": result.closed_by,
+            "items": items,
+            "total_cost": total,
+        }
         await self.rec.record(
             [self.rec.cycle_event("RkpdAdopted", payload, system=True)], "adopted"
         )

@@ -162,6 +162,10 @@ class ForumWorkflow:
                     return at, lambda s, h=hours: self._remind(s, h)
                 sent.add((key, hours))
             return self.deadline, self._escalate
+        if self._waits_for_a_person():
+            done = sum(1 for k, _ in sent if k == f"overdue:{key}")
+            every = timedelta(hours=self.inp.config.overdue_reminder_hours)
+            return self.deadline + every * (done + 1), lambda s, n=done + 1: self._overdue(s, n)
         grace_end = end_of_day(
             add_working_days(
                 self.deadline.astimezone(WIB).date(),
@@ -187,6 +191,39 @@ class ForumWorkflow:
             f"reminder:{_iso(self.deadline)}:{hours}",
         )
 
+    def _waits_for_a_person(self) -> bool:
+        """Past its deadline, does this forum wait (escalated and reminded) for a person to
+        close it, rather than close itself? The cycle's plan says so per stage; the final
+        stage always waits (histories from before that rule replay as they ran)."""
+        if not self.inp.config.timer_may_close:
+            return True
+        return self.inp.next_stage is None and workflow.patched(FINAL_STAGE_WAITS)
+
+    async def _overdue(self, sent: set[tuple[str, int]], n: int) -> NotifyInput:
+        """The n-th reminder after the deadline of a forum only a person may close."""
+        sent.add((f"overdue:{self.deadline.isoformat()}", n))
+        hours = n * self.inp.config.overdue_reminder_hours
+        waiting = "penutupan oleh pimpinan forum"
+        if self.inp.next_stage is None:
+            waiting = "penetapan RKPD dengan nomor Perkada"
+        payload = {
+            "deadline": _iso(self.deadline),
+            "hours_overdue": hours,
+            "undecided": len(self.book.undecided()),
+            "escalated_to": self.escalated_to,
+            "waiting_for": waiting,
+        }
+        cause = f"overdue:{_iso(self.deadline)}:{n}"
+        await self.rec.record(
+            [self.rec.forum_event("DeadlineReminderSent", payload, system=True)], cause
+        )
+        return self.rec.notice(
+            "overdue",
+            f"{self.inp.stage} {self.inp.unit}: {hours} jam melewati tenggat; menunggu {waiting}",
+            payload,
+            cause,
+        )
+
     async def _escalate(self, sent: set[tuple[str, int]]) -> NotifyInput:
         self.status = "overdue"
         self.escalated_to = escalation_target(self.level, self.inp.unit, self.inp.city)
@@ -194,6 +231,8 @@ class ForumWorkflow:
         key = f"deadline:{_iso(self.deadline)}"
         missed = {"deadline": _iso(self.deadline), "undecided": len(self.book.undecided())}
         raised = {"to": self.escalated_to, "deadline": _iso(self.deadline)}
+        if self._waits_for_a_person():  # only a person closes it: the region's top office
+            raised["office"] = "Sekretaris Daerah" if self.inp.next_stage is None else "admin"
         await self.rec.record(
             [
                 self.rec.forum_event("DeadlineMissed", missed, system=True),
@@ -547,6 +586,8 @@ class ForumWorkflow:
 # Revisions pass the usulan validator and carry their reason; decisions recorded before
 # that rule replay without it.
 STRICT_USULAN = "strict-usulan-rules"
+# The final stage's forum is never closed by a timer (only a person adopts the RKPD).
+FINAL_STAGE_WAITS = "final-stage-waits"
 # A timer whose record the log refused tries again after this long.
 TIMER_RETRY = timedelta(hours=1)
 

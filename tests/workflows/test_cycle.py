@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.events.verify import verify_all
 from musrenbang.worker import build_worker
-from musrenbang.workflows.contracts import SubmitRequest
+from musrenbang.workflows.contracts import CloseRequest, DecisionRequest, SubmitRequest
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 from tests.workflows.helpers import (
+    ba,
     coordinator,
+    decide,
     draft,
     drive_cycle,
     first_events,
     forum_handle,
     small_cycle,
 )
-from tests.workflows.histories import save_histories
+from tests.workflows.histories import save_histories, save_history
 
 
 async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
@@ -83,11 +90,16 @@ async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
     assert forwards in (["kecamatan", "forum-pd", "kota", "rkpd"], ["kota", "rkpd"])
 
 
-async def test_without_coordinators_the_system_carries_the_cycle_to_the_end(
+async def test_without_coordinators_the_system_carries_the_cycle_to_the_perkada_and_waits(
     time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str, cycle_year: int
 ) -> None:
+    """Nobody acts after one submission: the system reminds, escalates and auto-closes
+    every forum up to the Penetapan RKPD, which no timer may close. There it records the
+    miss, escalates to the Sekretaris Daerah and reminds every day, until a person closes
+    it with the Perkada number; only then is the RKPD adopted, naming both."""
     client = time_skipping_env.client
     inp = small_cycle(cycle_year, auto_close_policy="forward")
+    city = inp.region
     async with build_worker(client, task_queue, engine):
         cycle = await client.start_workflow(
             CycleWorkflow.run, inp, id=f"cycle-{inp.cycle_id}", task_queue=task_queue
@@ -98,16 +110,31 @@ async def test_without_coordinators_the_system_carries_the_cycle_to_the_end(
             ForumWorkflow.submit,
             SubmitRequest(coordinator(first), [draft("Jalan rusak", "jalan", 100_000_000)]),
         )
-        result = await cycle.result()  # nobody acts again: time skips through every deadline
+        rkpd_id = f"{inp.cycle_id}-rkpd-{city}"
+        rkpd = await _final_forum(time_skipping_env, cycle, inp)
+        deadline = datetime.fromisoformat((await rkpd.query(ForumWorkflow.view)).deadline)
+        now = await time_skipping_env.get_current_time()
+        await time_skipping_env.sleep((deadline - now).total_seconds() + 10 * 86_400)
+        view = await rkpd.query(ForumWorkflow.view)
+        assert view.status == "overdue" and view.escalated_to == city  # still open, 10 days on
+        assert (await cycle.describe()).status == WorkflowExecutionStatus.RUNNING
+        perkada = f"Perwal Solok No. 7 Tahun {cycle_year - 1}"
+        bappeda = coordinator(city)
+        ids = sorted(view.proposals)
+        await decide(rkpd, bappeda, [DecisionRequest(p, "include") for p in ids])
+        await rkpd.execute_update(ForumWorkflow.close, CloseRequest(bappeda, ba(perkada=perkada)))
+        result = await cycle.result()
+        await save_history(rkpd, "forum-rkpd-waited")
 
-    assert result.rkpd_items == submitted.proposal_ids and result.perkada is None
+    assert result.rkpd_items == submitted.proposal_ids and result.perkada == perkada
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
                 text(
-                    "SELECT type, actor->>'role' AS role, count(*) AS n FROM audit.events "
-                    "WHERE type IN ('DeadlineReminderSent', 'DeadlineMissed', 'EscalationRaised', "
-                    "'ForumAutoClosed', 'RkpdAdopted') GROUP BY 1, 2"
+                    "SELECT type, actor->>'role' AS role, payload, stream FROM audit.events"
+                    " WHERE type IN ('DeadlineReminderSent', 'DeadlineMissed',"
+                    " 'EscalationRaised', 'ForumAutoClosed', 'ForumClosed', 'RkpdAdopted')"
+                    " ORDER BY seq"
                 )
             )
         ).all()
@@ -115,12 +142,31 @@ async def test_without_coordinators_the_system_carries_the_cycle_to_the_end(
             await conn.execute(text("SELECT count(*) FROM audit.events WHERE type = 'ForumOpened'"))
         ).scalar_one()
         assert (await verify_all(conn)).ok
-    counts = {(r.type, r.role): r.n for r in rows}
-    assert {role for _, role in counts} == {"system"}
-    assert counts[("ForumAutoClosed", "system")] == opened
-    assert counts[("DeadlineMissed", "system")] == counts[("EscalationRaised", "system")] == opened
-    assert counts[("DeadlineReminderSent", "system")] == 2 * opened
-    assert counts[("RkpdAdopted", "system")] == 1
+    final = f"forum:{rkpd_id}"
+    counts = Counter((r.type, r.role) for r in rows if r.stream != final)
+    assert counts[("ForumAutoClosed", "system")] == opened - 1  # every forum but the final
+    assert counts[("DeadlineMissed", "system")] == counts[("EscalationRaised", "system")]
+    at_rkpd = [(r.type, r.payload) for r in rows if r.stream == final]
+    types = [t for t, _ in at_rkpd]
+    assert "ForumAutoClosed" not in types and types[-1] == "ForumClosed"
+    raised = next(p for t, p in at_rkpd if t == "EscalationRaised")
+    assert raised["to"] == city and raised["office"] == "Sekretaris Daerah"
+    overdue = [p for t, p in at_rkpd if t == "DeadlineReminderSent" and "hours_overdue" in p]
+    assert [p["hours_overdue"] for p in overdue] == [24 * n for n in range(1, 11)]
+    assert all("Perkada" in p["waiting_for"] for p in overdue)
+    [adopted] = [r.payload for r in rows if r.type == "RkpdAdopted"]
+    assert adopted["perkada"] == perkada and adopted["closed_by"] == bappeda.subject
+
+
+async def _final_forum(env: WorkflowEnvironment, cycle: Any, inp: Any) -> Any:
+    """Skips time a day at a time until the cycle's final forum (the Penetapan RKPD) is
+    open: the stages before it close themselves when nobody acts."""
+    fid = f"{inp.cycle_id}-{inp.stages[-1]}-{inp.region}"
+    for _ in range(400):
+        if fid in (await cycle.query(CycleWorkflow.view)).open_forums:
+            break
+        await env.sleep(86_400)
+    return await forum_handle(env.client, cycle, inp, inp.stages[-1], inp.region)
 
 
 @pytest.mark.parametrize("template", ["tanpa-kelurahan", "sipd"])
@@ -148,6 +194,13 @@ async def test_other_stage_templates_run_to_an_adopted_rkpd(
             SubmitRequest(
                 coordinator(unit), [draft("Drainase tersumbat", "drainase", 80_000_000, **origin)]
             ),
+        )
+        rkpd = await _final_forum(time_skipping_env, cycle, inp)  # it waits for a person
+        bappeda = coordinator(inp.region)
+        ids = sorted((await rkpd.query(ForumWorkflow.view)).proposals)
+        await decide(rkpd, bappeda, [DecisionRequest(p, "include") for p in ids])
+        await rkpd.execute_update(
+            ForumWorkflow.close, CloseRequest(bappeda, ba(perkada="Perwal No. 3 Tahun 2027"))
         )
         result = await cycle.result()
     assert result.rkpd_items == submitted.proposal_ids
