@@ -64,6 +64,8 @@ class LogState:
 
     def load(self) -> Held:
         if not self.meta_path.exists():
+            if self.leaves_path.exists():  # a first run that stopped before keeping its size
+                self.leaves_path.unlink()
             return Held(0, tlog.EMPTY_ROOT, None, [])
         meta = json.loads(self.meta_path.read_text())
         size = int(meta["size"])
@@ -132,7 +134,12 @@ class Api:
         return response
 
     async def logs(self) -> list[str]:
-        return [str(row["log_id"]) for row in (await self.get("/logs")).json()["logs"]]
+        try:
+            return [str(row["log_id"]) for row in (await self.get("/logs")).json()["logs"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unreachable(
+                f"/logs answered something that is not a list of logs: {exc}"
+            ) from None
 
     async def leaves(self, log_id: str, start: int, end: int) -> list[bytes]:
         out: list[bytes] = []
@@ -192,11 +199,10 @@ async def watch_log(api: Api, folder: Path, log_id: str, verifier: tlog.Verifier
         return Outcome(log_id, old, new, 0)
     if old > 0:
         answer = await api.get(f"/logs/{log_id}/proofs/consistency", **{"from": old, "to": new})
-        body = answer.json()
         try:
-            proof = [base64.b64decode(p, validate=True) for p in body["proof"]]
+            proof = [base64.b64decode(p, validate=True) for p in answer.json()["proof"]]
             tlog.verify_consistency(old, new, held.root, checkpoint.root, proof)
-        except (tlog.ProofError, ValueError, KeyError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:  # ProofError is a ValueError
             raise await differs(f"the consistency proof fails ({exc})") from None
     leaves = await api.leaves(log_id, old, new)
     tree = tlog.CompactRange(old, held.nodes)
@@ -237,6 +243,10 @@ async def run_watch(api: Api, folder: Path, verifier: tlog.Verifier, logs: list[
             outcome = await watch_log(api, folder, log_id, verifier)
         except SecurityError as exc:
             print(f"SECURITY ERROR: {exc}", flush=True)
+            status = 1
+            continue
+        except (ValueError, KeyError, TypeError) as exc:  # an answer no honest server gives
+            print(f"SECURITY ERROR: log {log_id}: a malformed answer ({exc})", flush=True)
             status = 1
             continue
         except Unreachable as exc:

@@ -252,9 +252,10 @@ async def test_a_forged_checkpoint_is_refused_and_the_witness_keeps_its_state(
     assert await run_watch(witness_api, tmp_path, verifier, None) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     if forgery == "other key":
+        await writer.append(LOG, [submitted("more")])  # a checkpoint within the log's size
         other = tlog.Signer.parse(tlog.generate_key(signer.name)[0])  # same name, other key
-        text_ = tlog.format_checkpoint(held.origin, held.size + 5, held.root)
-        await _serve(owner_engine, tlog.sign_note(text_, other), held.size + 5, held.root)
+        text_ = tlog.format_checkpoint(held.origin, held.size + 1, held.root)
+        await _serve(owner_engine, tlog.sign_note(text_, other), held.size + 1, held.root)
     elif forgery == "rewound":
         async with owner_engine.begin() as conn:
             await conn.execute(text("SET LOCAL session_replication_role = replica"))
@@ -364,6 +365,17 @@ async def test_an_evidence_bundle_checks_offline_and_fails_when_touched(
     assert not check_bundle(dropped, [vkey]).ok  # a record left out
     other = tlog.generate_key(signer.name)[1]
     assert not check_bundle(bundle, [other]).ok
+    unlinked = json.loads(json.dumps(bundle))  # the usulan merged into it, left out whole
+    unlinked["records"] = [r for r in unlinked["records"] if r["stream"] != "proposal:p1"]
+    del unlinked["streams"]["proposal:p1"]
+    assert "merged usulan not in the bundle" in " ".join(check_bundle(unlinked, [vkey]).problems)
+    for bad in ("[]", "null", '{"stream": 1}'):
+        odd = json.loads(json.dumps(bundle))
+        odd["records"][0]["content"] = bad
+        assert not check_bundle(odd, [vkey]).ok  # refused, not raised
+    odd = json.loads(json.dumps(bundle))
+    odd["records"][0]["recorded_at"] = "2026-01-01T00:00:00"
+    assert not check_bundle(odd, [vkey]).ok
     assert (await http.get("/proposals/nobody/evidence")).status_code == 404
 
 
@@ -391,3 +403,35 @@ def test_keygen_prints_the_signer_then_the_verifier_key(
     assert tlog.Signer.parse(skey).verifier().text() == vkey
     assert tlog.verify_note(tlog.sign_note("x\n", skey), [vkey]) == "x\n"
     assert cli.main(["audit", "keygen", "has space"]) == 2
+
+
+async def test_what_the_application_role_may_insert_cannot_make_the_signer_sign_a_lie(
+    writer: EventWriter,
+    signing: psycopg.AsyncConnection[Any],
+    http: httpx.AsyncClient,
+    keys: tuple[tlog.Signer, str],
+) -> None:
+    """The application role may INSERT into the tree and the checkpoints. A junk
+    checkpoint row is passed over (never served, never trusted), and a forged subtree is
+    caught against the events before anything is signed."""
+    signer, vkey = keys
+    await _seed(writer, 0, 4)
+    first = await sign_head(signing, LOG, signer)
+    junk = base64.b64encode(bytes(32)).decode()
+    await signing.execute(
+        "INSERT INTO audit.checkpoints (log_id, size, root, note) VALUES (%s, %s, %s, %s)",
+        (LOG, 2**62, bytes(32), f"x\n1\n{junk}\n"),
+    )
+    served = (await http.get(f"/logs/{LOG}/checkpoint")).text
+    assert served == first.note
+    # A subtree inserted ahead of the integrator, for leaves not yet in the log:
+    head = first.size + 1  # its own CheckpointIssued
+    level1 = head // 2 + (1 if head % 2 == 0 else 0)
+    await signing.execute(
+        "INSERT INTO audit.tree (log_id, level, idx, hash) VALUES (%s, 1, %s, %s)",
+        (LOG, level1, tlog.hash_leaf(b"forged")),
+    )
+    await _seed(writer, 4, 6)
+    with pytest.raises(TamperDetected, match="SECURITY ERROR"):
+        await sign_head(signing, LOG, signer)
+    assert tlog.verify_note((await http.get(f"/logs/{LOG}/checkpoint")).text, [vkey])

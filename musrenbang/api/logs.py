@@ -171,8 +171,11 @@ async def get_evidence(
         raise ApiError(
             409, "Conflict", f"log {log_id} has no signed checkpoint yet; ask again after one"
         )
-    await _integrated(request, log_id, latest.size)
-    bundle = await evidence.build_bundle(driver, proposal_id, latest.note, latest.size)
+    try:
+        await _integrated(request, log_id, latest.size)
+        bundle = await evidence.build_bundle(driver, proposal_id, latest.note, latest.size)
+    except tree.TreeError as exc:
+        raise ApiError(503, "Unavailable", f"the log's tree cannot answer yet: {exc}") from None
     if bundle is None:
         raise not_found(f"usulan {proposal_id}")
     return bundle

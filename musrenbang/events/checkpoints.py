@@ -19,9 +19,7 @@ from musrenbang.events import tlog, tree
 from musrenbang.events.tlog import NoteError, ProofError, Signer
 
 CHECKPOINT_EVENT = "CheckpointIssued"
-_LATEST = (
-    "SELECT size, root, note FROM audit.checkpoints WHERE log_id = %s ORDER BY size DESC LIMIT 1"
-)
+_ALL = "SELECT size, root, note FROM audit.checkpoints WHERE log_id = %s ORDER BY size DESC"
 _AT = "SELECT size, root, note FROM audit.checkpoints WHERE log_id = %s AND size = %s"
 _STORE = (
     "INSERT INTO audit.checkpoints (log_id, size, root, note) VALUES (%s, %s, %s, %s)"
@@ -56,14 +54,34 @@ def origin_of(key_name: str, log_id: str) -> str:
     return f"{key_name}/{log_id}"
 
 
-async def latest(driver: Any, log_id: str) -> Issued | None:
-    row = await (await driver.execute(_LATEST, (log_id,))).fetchone()
-    return None if row is None else _issued(log_id, row)
+async def latest(driver: Any, log_id: str, verifier: tlog.Verifier | None = None) -> Issued | None:
+    """The newest stored checkpoint that is one: its note parses as a checkpoint of this
+    log whose size and root are the row's, within the log's size, and (given a verifier)
+    signed by that key. A row that is not (anyone who may insert could add one) is
+    passed over, never served and never trusted."""
+    head = await tree.head_size(driver, log_id)
+    async with driver.cursor() as cur:
+        await cur.execute(_ALL, (log_id,))
+        while rows := await cur.fetchmany(100):
+            for row in rows:
+                found = _checkpoint(log_id, row, head, verifier)
+                if found is not None:
+                    return found
+    return None
 
 
-def _issued(log_id: str, row: Any) -> Issued:
+def _checkpoint(log_id: str, row: Any, head: int, verifier: tlog.Verifier | None) -> Issued | None:
     size, root, note = int(row[0]), bytes(row[1]), str(row[2])
-    return Issued(log_id, tlog.parse_checkpoint(note).origin, size, root, note)
+    try:
+        text = tlog.verify_note(note, [verifier]) if verifier else note
+        parsed = tlog.parse_checkpoint(text)
+    except NoteError:
+        return None
+    if parsed.size != size or parsed.root != root or size > head:
+        return None
+    if not parsed.origin.endswith(f"/{log_id}"):
+        return None
+    return Issued(log_id, parsed.origin, size, root, note)
 
 
 async def grew_since(driver: Any, log_id: str, size: int) -> bool:
@@ -75,16 +93,23 @@ async def grew_since(driver: Any, log_id: str, size: int) -> bool:
 async def sign_head(driver: Any, log_id: str, signer: Signer) -> Issued:
     """Integrates the tree to the log's head and returns its signed checkpoint (the one
     already stored at that size, if any), stored. Raises TamperDetected, signing
-    nothing, when the tree does not extend the last checkpoint stored by this key."""
-    size = await tree.integrate(driver, log_id)
-    root = await tree.root_at(driver, log_id, size)
+    nothing, when the tree does not extend the last checkpoint signed by this key, or
+    when its new part is not what the events make."""
+    try:
+        size = await tree.integrate(driver, log_id)
+        root = await tree.root_at(driver, log_id, size)
+    except tree.TreeError as exc:  # a node missing or out of place: nothing is signed
+        raise TamperDetected(f"SECURITY ERROR: log {log_id}: {exc}") from None
     verifier = signer.verifier()
-    previous = await latest(driver, log_id)
-    if previous is not None and _signed_by(previous.note, verifier):
+    previous = await latest(driver, log_id, verifier)
+    if previous is not None:
         await _check_extends(driver, log_id, previous, size, root)
+    await _check_against_events(driver, log_id, previous, size, root)
     row = await (await driver.execute(_AT, (log_id, size))).fetchone()
-    if row is not None and bytes(row[1]) == root and _signed_by(str(row[2]), verifier):
-        return _issued(log_id, row)
+    if row is not None:
+        found = _checkpoint(log_id, row, size, verifier)
+        if found is not None and found.root == root:
+            return found
     origin = origin_of(signer.name, log_id)
     note = tlog.sign_note(tlog.format_checkpoint(origin, size, root), signer)
     await driver.execute(_STORE, (log_id, size, root, note))
@@ -95,6 +120,34 @@ async def sign_head(driver: Any, log_id: str, signer: Signer) -> Issued:
             " already stored"
         )
     return Issued(log_id, origin, size, root, note)
+
+
+async def _check_against_events(
+    driver: Any, log_id: str, previous: Issued | None, size: int, root: bytes
+) -> None:
+    """The root about to be signed, recomputed from the events themselves for the part
+    after the last checkpoint signed (the stored subtrees below it are vouched for by that
+    checkpoint's root, which they must fold into): a forged node in `audit.tree` is
+    never signed."""
+    start = previous.size if previous is not None else 0
+    ids = tlog.compact_nodes(start)
+    try:
+        frontier = await tree.node_hashes(driver, log_id, ids)
+    except tree.TreeError as exc:
+        raise TamperDetected(f"SECURITY ERROR: log {log_id}: {exc}") from None
+    nodes = [frontier[n] for n in ids]
+    if previous is not None and nodes and tlog.fold(nodes) != previous.root:
+        raise TamperDetected(
+            f"SECURITY ERROR: log {log_id}: the stored tree no longer makes the root signed at"
+            f" size {start}"
+        )
+    recomputed = tlog.CompactRange(start, nodes)
+    recomputed.extend(await tree.leaf_hashes(driver, log_id, start, size))
+    if recomputed.size != size or recomputed.root() != root:
+        raise TamperDetected(
+            f"SECURITY ERROR: log {log_id}: the stored tree at size {size} is not the tree of"
+            " its events"
+        )
 
 
 async def _check_extends(
@@ -109,18 +162,9 @@ async def _check_extends(
         )
     try:
         proof = await tree.consistency_proof(driver, log_id, previous.size, size)
-        signed_root = tlog.parse_checkpoint(previous.note).root  # not the column: the note
-        tlog.verify_consistency(previous.size, size, signed_root, root, proof)
+        tlog.verify_consistency(previous.size, size, previous.root, root, proof)
     except (ProofError, tree.TreeError) as exc:
         raise TamperDetected(
             f"SECURITY ERROR: log {log_id} at size {size} is not consistent with its signed"
             f" checkpoint of size {previous.size}: {exc}"
         ) from None
-
-
-def _signed_by(note: str, verifier: tlog.Verifier) -> bool:
-    try:
-        tlog.verify_note(note, [verifier])
-    except NoteError:
-        return False
-    return True

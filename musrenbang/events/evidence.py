@@ -28,6 +28,7 @@ from typing import Any
 
 from musrenbang.events import tlog, tree
 from musrenbang.events.canonical import format_timestamp, leaf_hash, record_bytes
+from musrenbang.events.errors import EventLogError
 
 FORMAT = "musrenbang-evidence/1"
 _STREAM = (
@@ -91,6 +92,7 @@ async def build_bundle(
             }
         )
     counts = {s: sum(1 for r in records if r["stream"] == s) for s in streams}
+    counts = {s: n for s, n in counts.items() if n}  # a stream all after the checkpoint: none
     return {
         "format": FORMAT,
         "proposal_id": proposal_id,
@@ -126,30 +128,54 @@ def check_bundle(bundle: Any, vkeys: Iterable[str]) -> EvidenceCheck:
             raise ValueError(
                 f"the checkpoint is of {checkpoint.origin}, not of log {bundle['log_id']}"
             )
+        streams = dict(bundle["streams"])
+        own = f"proposal:{bundle['proposal_id']}"
         versions: dict[str, list[int]] = {}
+        merged: set[str] = set()
         for record in bundle["records"]:
+            if record.get("stream") not in streams:
+                result.problems.append(
+                    f"seq {record.get('seq')}: of a stream the bundle does not list"
+                )
+                continue
             problem = _record_problem(record, checkpoint)
             if problem:
                 result.problems.append(f"seq {record.get('seq')}: {problem}")
                 continue
             versions.setdefault(record["stream"], []).append(int(record["version"]))
+            merged.update(_lineage(record["content"]))
             result.checked += 1
-        for stream, count in dict(bundle["streams"]).items():
+        for stream, count in streams.items():
             got = sorted(versions.get(stream, []))
-            if got != list(range(1, int(count) + 1)):
+            if int(count) < 1 or got != list(range(1, int(count) + 1)):
                 result.problems.append(f"{stream}: its events are not all here ({got})")
-        if f"proposal:{bundle['proposal_id']}" not in bundle["streams"]:
+        if own not in streams:
             result.problems.append("the usulan's own stream is not in the bundle")
-    except (KeyError, TypeError, ValueError) as exc:
+        missing = sorted(merged - set(streams))
+        if missing:
+            result.problems.append(f"merged usulan not in the bundle: {', '.join(missing)}")
+    except (KeyError, TypeError, ValueError, AttributeError, EventLogError) as exc:
         result.problems.append(str(exc) or type(exc).__name__)
     result.ok = not result.problems and result.checked > 0
     return result
 
 
+def _lineage(content: str) -> set[str]:
+    """The streams a merge record names (the lineage a bundle must then include)."""
+    event = json.loads(content)
+    if event.get("type") != "ProposalMerged":
+        return set()
+    payload = event.get("payload") or {}
+    return {
+        f"proposal:{payload[k]}" for k in ("into", "absorbed") if isinstance(payload.get(k), str)
+    }
+
+
 def _record_problem(record: dict[str, Any], checkpoint: tlog.Checkpoint) -> str | None:
     seq, version = int(record["seq"]), int(record["version"])
     content = str(record["content"])
-    if json.loads(content).get("stream") != record["stream"]:
+    event = json.loads(content)
+    if not isinstance(event, dict) or event.get("stream") != record["stream"]:
         return "its stream is not the one its content names"
     recorded = datetime.fromisoformat(str(record["recorded_at"]).replace("Z", "+00:00"))
     if format_timestamp(recorded) != record["recorded_at"]:

@@ -306,6 +306,13 @@ def _valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
+def _hex32(text: str) -> int:
+    """Eight hex digits, nothing else (as Go's ParseUint(s, 16, 32) of an 8-digit id)."""
+    if len(text) != 8 or not all(c in "0123456789abcdefABCDEF" for c in text):
+        raise ValueError("not eight hex digits")
+    return int(text, 16)
+
+
 def _b64decode(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
@@ -327,10 +334,10 @@ class Verifier:
         hash16, _, key64 = rest.partition("+")
         try:
             key = _b64decode(key64)
-            hash_ = int(hash16, 16)
+            hash_ = _hex32(hash16)
         except (NoteError, ValueError):
             raise NoteError("malformed verifier key") from None
-        if len(hash16) != 8 or not _valid_name(name) or not key:
+        if not _valid_name(name) or not key:
             raise NoteError("malformed verifier key")
         if _key_hash(name, key) != hash_:
             raise NoteError("the verifier key's hash does not match its key")
@@ -366,10 +373,10 @@ class Signer:
         _, _, name, hash16, key64 = parts
         try:
             key = _b64decode(key64)
-            hash_ = int(hash16, 16)
+            hash_ = _hex32(hash16)
         except (NoteError, ValueError):
             raise NoteError("malformed signer key") from None
-        if len(hash16) != 8 or not _valid_name(name) or len(key) != 33:
+        if not _valid_name(name) or len(key) != 33:
             raise NoteError("malformed signer key")
         if key[0] != _ALG_ED25519:
             raise NoteError("the signer key is not an Ed25519 key")
@@ -488,8 +495,10 @@ def format_checkpoint(origin: str, size: int, root: bytes) -> str:
 def parse_checkpoint(text: str) -> Checkpoint:
     """The origin, size and root of a checkpoint's text (or of a whole signed note: its
     text is taken up to the signatures; this does not verify them, `verify_note` does)."""
-    split = text.find("\n\n")
-    body = text if split < 0 else text[: split + 1]
+    split = text.rfind("\n\n")  # a whole note: its text ends where the signatures start
+    block = text[split + 2 :].rstrip("\n").split("\n") if split >= 0 else []
+    signed = bool(block) and all(line.startswith(_SIG_PREFIX) for line in block)
+    body = text[: split + 1] if signed else text
     if not body.endswith("\n"):
         raise NoteError("a checkpoint's text must end in a newline")
     lines = body[:-1].split("\n")

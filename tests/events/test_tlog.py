@@ -326,6 +326,10 @@ def test_a_note_needs_a_known_key_and_is_refused_when_malformed() -> None:
         tlog.Verifier.parse(vkey[:-2] + "AA")
     with pytest.raises(NoteError):
         tlog.Signer.parse(skey.replace("PRIVATE", "PUBLIC"))
+    name, hash16, key64 = vkey.split("+")
+    for odd in (f" {hash16[1:]}", f"{hash16[:3]}_{hash16[4:]}", f"+{hash16[1:]}"):
+        with pytest.raises(NoteError):  # Go's ParseUint refuses these ids too
+            tlog.Verifier.parse(f"{name}+{odd}+{key64}")
 
 
 def test_checkpoints_parse_and_refuse_what_is_not_one() -> None:
@@ -337,6 +341,8 @@ def test_checkpoints_parse_and_refuse_what_is_not_one() -> None:
     parsed = tlog.parse_checkpoint(tlog.verify_note(note, vkey))
     assert (parsed.origin, parsed.size, parsed.root) == ("bappeda.example/36.71", 42, root)
     assert tlog.parse_checkpoint(note) == parsed
+    with pytest.raises(NoteError):  # every line of a checkpoint's text is non-empty
+        tlog.parse_checkpoint(text + "\nextension\n")
     for bad in ["a\n042\nAA==\n", "a\n1\n", "a\n-1\n" + text.split("\n")[2] + "\n", "a\n1\nAA==\n"]:
         with pytest.raises(NoteError):
             tlog.parse_checkpoint(bad)
