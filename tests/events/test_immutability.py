@@ -111,3 +111,32 @@ async def test_the_tree_and_the_checkpoints_are_append_only_even_for_the_owner(
                         )
                     )
                 await conn.execute(text(statement))
+
+
+async def test_only_the_application_role_may_call_the_append_functions(
+    owner_engine: AsyncEngine,
+) -> None:
+    async with owner_engine.connect() as conn:
+        public = (
+            (
+                await conn.execute(
+                    text(
+                        "SELECT p.proname FROM pg_proc p JOIN pg_namespace n"
+                        " ON n.oid = p.pronamespace WHERE n.nspname = 'audit' AND p.proname LIKE 'append%'"
+                        " AND has_function_privilege('public', p.oid, 'EXECUTE')"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        definer = (
+            await conn.execute(
+                text(
+                    "SELECT bool_and(p.prosecdef) FROM pg_proc p JOIN pg_namespace n"
+                    " ON n.oid = p.pronamespace WHERE n.nspname = 'audit'"
+                    " AND p.proname LIKE 'append%'"
+                )
+            )
+        ).scalar_one()
+    assert public == [] and definer is True
