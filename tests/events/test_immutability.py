@@ -122,7 +122,8 @@ async def test_only_the_application_role_may_call_the_append_functions(
                 await conn.execute(
                     text(
                         "SELECT p.proname FROM pg_proc p JOIN pg_namespace n"
-                        " ON n.oid = p.pronamespace WHERE n.nspname = 'audit' AND p.proname LIKE 'append%'"
+                        " ON n.oid = p.pronamespace"
+                        " WHERE n.nspname = 'audit' AND p.proname LIKE 'append%'"
                         " AND has_function_privilege('public', p.oid, 'EXECUTE')"
                     )
                 )
