@@ -326,7 +326,7 @@ def test_a_note_needs_a_known_key_and_is_refused_when_malformed() -> None:
         tlog.Verifier.parse(vkey[:-2] + "AA")
     with pytest.raises(NoteError):
         tlog.Signer.parse(skey.replace("PRIVATE", "PUBLIC"))
-    name, hash16, key64 = vkey.split("+")
+    name, hash16, key64 = vkey.split("+", 2)
     for odd in (f" {hash16[1:]}", f"{hash16[:3]}_{hash16[4:]}", f"+{hash16[1:]}"):
         with pytest.raises(NoteError):  # Go's ParseUint refuses these ids too
             tlog.Verifier.parse(f"{name}+{odd}+{key64}")
