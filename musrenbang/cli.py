@@ -38,6 +38,7 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
         verify_against_checkpoint,
         verify_all,
         verify_read_models,
+        verify_tree,
     )
 
     if (checkpoint is None) != (key is None):
@@ -55,6 +56,7 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
         async with engine.connect() as conn:
             result = await verify_all(conn)
             models = await verify_read_models(conn) if result.ok else None
+            tree = await verify_tree(conn) if result.ok else None
             match = await verify_against_checkpoint(conn, note, keys) if note else None
     finally:
         await engine.dispose()
@@ -72,6 +74,9 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
             file=sys.stderr,
         )
         return 1
+    if tree is not None and not tree.ok:
+        print(f"tree BROKEN in {tree.log_id}: {tree.problem}", file=sys.stderr)
+        return 1
     if match is not None and not match.ok:
         print(
             f"SECURITY ERROR: log {match.log_id} does not match the checkpoint of size"
@@ -81,6 +86,7 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
         return 1
     print(f"log intact: {result.checked} events verified")
     print(f"read models match the log: {models.checked if models else 0} events folded")
+    print(f"the Merkle tree matches the log: {tree.checked if tree else 0} subtrees recomputed")
     if match is not None:
         print(f"log {match.log_id} matches the signed checkpoint of size {match.size}")
     return 0

@@ -435,3 +435,27 @@ async def test_what_the_application_role_may_insert_cannot_make_the_signer_sign_
     with pytest.raises(TamperDetected, match="SECURITY ERROR"):
         await sign_head(signing, LOG, signer)
     assert tlog.verify_note((await http.get(f"/logs/{LOG}/checkpoint")).text, [vkey])
+
+
+async def test_audit_verify_recomputes_the_stored_tree(
+    writer: EventWriter,
+    signing: psycopg.AsyncConnection[Any],
+    owner_engine: AsyncEngine,
+    owner_db: URL,
+    keys: tuple[tlog.Signer, str],
+) -> None:
+    await _seed(writer, 0, 20)
+    await sign_head(signing, LOG, keys[0])
+    intact = _verify_cli(owner_db)
+    assert intact.returncode == 0, intact.stderr
+    assert "the Merkle tree matches the log" in intact.stdout
+    async with owner_engine.begin() as conn:  # the superuser changes one stored subtree
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
+        await conn.execute(
+            text("UPDATE audit.tree SET hash = sha256(hash) WHERE level = 2 AND idx = 1")
+        )
+    broken = _verify_cli(owner_db)
+    assert broken.returncode == 1
+    assert "tree BROKEN in 36.71: the subtree (level 2, index 1) is not made by its leaves" in (
+        broken.stderr
+    )

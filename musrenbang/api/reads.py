@@ -18,7 +18,7 @@ from musrenbang.api.errors import ApiError, not_found
 from musrenbang.domain.stages import forum_id
 from musrenbang.events import queries
 from musrenbang.events.store import read_log
-from musrenbang.events.verify import verify_all, verify_read_models
+from musrenbang.events.verify import verify_all, verify_read_models, verify_tree
 
 router = APIRouter()
 
@@ -159,12 +159,16 @@ async def audit_verify(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
     readable = lambda log_id: may_read(actor, log_id)  # noqa: E731
     result = await verify_all(conn, only=readable)
     models = await verify_read_models(conn, only=readable) if result.ok else None
+    tree = await verify_tree(conn, only=readable) if result.ok else None
     return {
-        "ok": result.ok and models is not None and models.ok,
+        "ok": result.ok and models is not None and models.ok and tree is not None and tree.ok,
         "checked": result.checked,
         "first_bad_seq": result.first_bad_seq,
         "log_id": result.log_id,
-        "problem": result.problem or (models.problem if models else None),
+        "problem": result.problem
+        or (models.problem if models else None)
+        or (tree.problem if tree and not tree.ok else None),
+        "tree_checked": tree.checked if tree else 0,
         "read_models_checked": models.checked if models else 0,
         "first_bad_record": models.record if models else None,
     }

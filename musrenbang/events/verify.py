@@ -387,3 +387,83 @@ async def verify_against_checkpoint(
             " rewritten after that checkpoint was signed",
         )
     return CheckpointMatch(True, log_id, checkpoint.size)
+
+
+# -- the stored Merkle tree ----------------------------------------------------------------
+
+_TREE_AHEAD = (
+    "SELECT level, idx FROM audit.tree WHERE log_id = %s AND ((idx + 1) << level) > %s LIMIT 1"
+)
+
+
+@dataclass(frozen=True)
+class TreeCheck:
+    ok: bool
+    checked: int
+    log_id: str | None = None
+    problem: str | None = None
+
+
+async def verify_tree(
+    conn: AsyncConnection, only: Callable[[str], bool] | None = None
+) -> TreeCheck:
+    """Recomputes every stored subtree (`audit.tree`) from the events' hashes and names the
+    first that differs, is missing below the stored size, or lies beyond the log."""
+    from musrenbang.events.tree import log_ids
+
+    driver = await driver_connection(conn)
+    checked = 0
+    for log_id in await log_ids(driver):
+        if only is not None and not only(log_id):
+            continue
+        count, problem = await _verify_log_tree(driver, log_id)
+        checked += count
+        if problem:
+            return TreeCheck(False, checked, log_id, problem)
+    return TreeCheck(True, checked)
+
+
+async def _verify_log_tree(driver: Any, log_id: str) -> tuple[int, str | None]:
+    from musrenbang.events import tlog, tree
+
+    head = await tree.head_size(driver, log_id)
+    ahead = await (await driver.execute(_TREE_AHEAD, (log_id, head))).fetchone()
+    if ahead is not None:
+        return 0, f"a subtree {tuple(ahead)} covers leaves beyond the log"
+    stored = await tree.stored_size(driver, log_id)
+    pending: list[tuple[int, int, bytes]] = []
+    computed = tlog.CompactRange(on_node=lambda lv, ix, h: pending.append((lv, ix, h)))
+    checked = 0
+    async with (
+        driver.transaction(),
+        driver.cursor(name=f"tree_{log_id.replace('.', '_')}", binary=True) as cur,
+    ):
+        await cur.execute(
+            "SELECT hash FROM audit.events WHERE log_id = %s AND seq <= %s ORDER BY seq",
+            (log_id, stored),
+        )
+        while rows := await cur.fetchmany(_BATCH):
+            computed.extend(bytes(r[0]) for r in rows)
+            found = await _stored_nodes(driver, log_id, [(lv, ix) for lv, ix, _ in pending])
+            for level, index, node in pending:
+                if found.get((level, index)) != node:
+                    what = "missing" if (level, index) not in found else "not made by its leaves"
+                    return checked, f"the subtree (level {level}, index {index}) is {what}"
+                checked += 1
+            pending.clear()
+    return checked, None
+
+
+async def _stored_nodes(
+    driver: Any, log_id: str, ids: list[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    rows = await (
+        await driver.execute(
+            "SELECT t.level, t.idx, t.hash FROM audit.tree t"
+            " JOIN unnest(%s::int2[], %s::int8[]) AS w(level, idx)"
+            " ON t.level = w.level AND t.idx = w.idx WHERE t.log_id = %s",
+            ([lv for lv, _ in ids], [ix for _, ix in ids], log_id),
+            binary=True,
+        )
+    ).fetchall()
+    return {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
