@@ -99,14 +99,20 @@ async def bench_batched(app: URL, n: int, batch: int) -> dict[str, float]:
     append_rate = n / (time.perf_counter() - started)
     await writer.aclose()
 
-    rows = raw_rows([event(i, 0, "rawbatch") for i in range(n)], 1)
+    raw_rate = raw_batched_rate(
+        app, raw_rows([event(i, 0, "rawbatch") for i in range(n)], 1), batch
+    )
+    return {"append": append_rate, "raw": raw_rate}
+
+
+def raw_batched_rate(app: URL, rows: list[tuple[Any, ...]], batch: int) -> float:
+    """Rows per second of the raw baseline: plain INSERTs, `batch` a transaction."""
     with psycopg.connect(conninfo(app)) as conn:
         started = time.perf_counter()
-        for i in range(0, n, batch):
+        for i in range(0, len(rows), batch):
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(RAW_INSERT, rows[i : i + batch])
-        raw_rate = n / (time.perf_counter() - started)
-    return {"append": append_rate, "raw": raw_rate}
+        return len(rows) / (time.perf_counter() - started)
 
 
 async def bench_single(app: URL, n: int, block: int = 250) -> dict[str, float]:

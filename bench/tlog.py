@@ -33,7 +33,15 @@ import httpx
 import psycopg
 from sqlalchemy import URL
 
-from bench.event_log import APP, RAW_INSERT, bench_database, event, raw_rows, raw_setup
+from bench.event_log import (
+    APP,
+    RAW_INSERT,
+    bench_database,
+    event,
+    raw_batched_rate,
+    raw_rows,
+    raw_setup,
+)
 from musrenbang.api.app import create_app
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
@@ -79,12 +87,7 @@ async def bench_append_with_tree(app: URL, n: int, batch: int) -> dict[str, floa
             spent["raw"] += time.perf_counter() - started
     await writer.aclose()
     raw = raw_rows([event(i, 0, "rawtb") for i in range(n)], 30_000_000)
-    with psycopg.connect(conninfo(app)) as sync:
-        started = time.perf_counter()
-        for i in range(0, n, batch):
-            with sync.transaction(), sync.cursor() as cur:
-                cur.executemany(RAW_INSERT, raw[i : i + batch])
-        raw_batched = n / (time.perf_counter() - started)
+    raw_batched = raw_batched_rate(app, raw, batch)
     single = len(singles) / spent["append"]
     raw_single = len(singles) / spent["raw"]
     return {

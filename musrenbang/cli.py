@@ -57,7 +57,9 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
             result = await verify_all(conn)
             models = await verify_read_models(conn) if result.ok else None
             tree = await verify_tree(conn) if result.ok else None
-            match = await verify_against_checkpoint(conn, note, keys) if note else None
+            match = (  # over leaves the chain walk has just vouched for
+                await verify_against_checkpoint(conn, note, keys) if note and result.ok else None
+            )
     finally:
         await engine.dispose()
     if not result.ok:

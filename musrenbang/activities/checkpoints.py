@@ -24,7 +24,7 @@ from musrenbang.events.checkpoints import (
 from musrenbang.events.db import conninfo
 from musrenbang.events.model import NewEvent
 from musrenbang.events.tlog import Signer
-from musrenbang.events.tree import log_ids
+from musrenbang.events.tree import head_size, log_ids
 from musrenbang.logging import get_logger
 from musrenbang.workflows.contracts import CheckpointInput
 
@@ -81,7 +81,7 @@ class CheckpointActivities:
             stream=f"log:{inp.log_id}",
             type=CHECKPOINT_EVENT,
             payload={**summary, "reason": inp.reason},
-            actor={"system": True, "role": "system", "workflow": _workflow_id()},
+            actor={"system": True, "role": "system", "workflow": activity.info().workflow_id},
             occurred_at=datetime.fromisoformat(inp.occurred_at),
             idempotency_key=inp.key,
             metadata={},
@@ -110,22 +110,8 @@ class CheckpointActivities:
         for log_id in due:
             async with self._lock:
                 conn = await self._connection()
-                size = await _head(conn, log_id)
+                size = await head_size(conn, log_id)
             key = f"checkpoint:{log_id}:{size}"
             result = await self.issue(CheckpointInput(log_id, key, "schedule", now))
             sizes[log_id] = int(result.get("size", -1))
         return sizes
-
-
-async def _head(conn: psycopg.AsyncConnection[Any], log_id: str) -> int:
-    row = await (
-        await conn.execute("SELECT head_seq FROM audit.logs WHERE log_id = %s", (log_id,))
-    ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def _workflow_id() -> str | None:
-    try:
-        return activity.info().workflow_id
-    except RuntimeError:  # called outside an activity (the CLI)
-        return None

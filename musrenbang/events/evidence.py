@@ -74,10 +74,11 @@ async def build_bundle(
     if not rows:
         return None
     log_id = rows[0][0]
-    covered = [r for r in rows if r[0] == log_id and r[1] <= size]
+    covered = sorted((r for r in rows if r[0] == log_id and r[1] <= size), key=lambda r: r[1])
+    proofs = await tree.inclusion_proofs(driver, log_id, [r[1] for r in covered], size)
     records = []
-    for _, seq, content, version, recorded_at, prev, hash_ in sorted(covered, key=lambda r: r[1]):
-        proof = await tree.inclusion_proof(driver, log_id, seq, size)
+    for _, seq, content, version, recorded_at, prev, hash_ in covered:
+        proof = proofs[seq]
         records.append(
             {
                 "seq": seq,
@@ -100,7 +101,7 @@ async def build_bundle(
         "checkpoint": checkpoint_note,
         "streams": counts,
         "records": records,
-        "uncovered": sorted(r[1] for r in rows if r not in covered),
+        "uncovered": sorted(r[1] for r in rows if r[0] != log_id or r[1] > size),
     }
 
 

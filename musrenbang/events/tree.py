@@ -39,10 +39,15 @@ async def log_ids(driver: Any) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-async def head_size(driver: Any, log_id: str) -> int:
-    """How many events the log holds (its committed head)."""
+async def head_of(driver: Any, log_id: str) -> int | None:
+    """How many events the log holds (its committed head); None: no such log."""
     row = await (await driver.execute(_HEAD, (log_id,))).fetchone()
-    return 0 if row is None else int(row[0])
+    return None if row is None else int(row[0])
+
+
+async def head_size(driver: Any, log_id: str) -> int:
+    """How many events the log holds (0 for a log not begun)."""
+    return await head_of(driver, log_id) or 0
 
 
 async def stored_size(driver: Any, log_id: str) -> int:
@@ -98,62 +103,75 @@ async def _store(driver: Any, nodes: list[tuple[str, int, int, bytes]]) -> None:
             await copy.write_row(row)
 
 
-async def node_hashes(driver: Any, log_id: str, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
-    """The hashes of these perfect subtrees (level 0: the events themselves)."""
+async def stored_nodes(driver: Any, log_id: str, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+    """The hashes of those of these perfect subtrees that are stored (level 0: the events
+    themselves), in one statement."""
     wanted = set(ids)
     if not wanted:
         return {}
-    seqs = [index + 1 for level, index in wanted if level == 0]
     inner = [(level, index) for level, index in wanted if level > 0]
     params = {
         "log": log_id,
-        "seqs": seqs,
+        "seqs": [index + 1 for level, index in wanted if level == 0],
         "levels": [level for level, _ in inner],
         "idxs": [index for _, index in inner],
     }
     rows = await (await driver.execute(_NODES, params, binary=True)).fetchall()
-    found = {(int(level), int(index)): bytes(h) for level, index, h in rows}
+    return {(int(level), int(index)): bytes(h) for level, index, h in rows}
+
+
+async def node_hashes(driver: Any, log_id: str, ids: Iterable[NodeId]) -> dict[NodeId, bytes]:
+    """The hashes of these perfect subtrees, every one of which must be stored."""
+    wanted = set(ids)
+    found = await stored_nodes(driver, log_id, wanted)
     missing = wanted - set(found)
     if missing:
         raise TreeError(f"log {log_id}: the tree has no nodes {sorted(missing)[:5]} yet")
     return found
 
 
-async def _ready(driver: Any, log_id: str, size: int) -> None:
-    """Makes sure every subtree within the first `size` leaves is stored."""
+async def _require(driver: Any, log_id: str, size: int) -> None:
+    """Every subtree within the first `size` leaves must be stored: `integrate` first."""
     if size > await head_size(driver, log_id):
         raise TreeError(f"log {log_id} has fewer than {size} events")
     if await stored_size(driver, log_id) < size - (size & 1):
-        await integrate(driver, log_id)
+        raise TreeError(f"log {log_id}: the tree is not yet integrated up to size {size}")
 
 
 async def root_at(driver: Any, log_id: str, size: int) -> bytes:
-    """The tree's root at `size` leaves."""
+    """The tree's root at `size` leaves (integrated that far)."""
     if size == 0:
         return tlog.EMPTY_ROOT
-    await _ready(driver, log_id, size)
+    await _require(driver, log_id, size)
     ids = tlog.compact_nodes(size)
     found = await node_hashes(driver, log_id, ids)
     return tlog.fold([found[n] for n in ids])
 
 
-async def _proof(driver: Any, log_id: str, elements: list[list[NodeId]]) -> list[bytes]:
-    found = await node_hashes(driver, log_id, (n for element in elements for n in element))
-    return tlog.proof_hashes(elements, found.__getitem__)
+async def inclusion_proofs(
+    driver: Any, log_id: str, seqs: Iterable[int], size: int
+) -> dict[int, list[bytes]]:
+    """The proofs that events `seqs` (leaves seq - 1) are in the tree of `size` leaves,
+    read together."""
+    elements = {seq: tlog.inclusion_nodes(seq - 1, size) for seq in seqs}
+    await _require(driver, log_id, size)
+    found = await node_hashes(
+        driver, log_id, (n for path in elements.values() for element in path for n in element)
+    )
+    return {seq: tlog.proof_hashes(path, found.__getitem__) for seq, path in elements.items()}
 
 
 async def inclusion_proof(driver: Any, log_id: str, seq: int, size: int) -> list[bytes]:
     """The proof that event `seq` (leaf seq - 1) is in the tree of `size` leaves."""
-    elements = tlog.inclusion_nodes(seq - 1, size)
-    await _ready(driver, log_id, size)
-    return await _proof(driver, log_id, elements)
+    return (await inclusion_proofs(driver, log_id, [seq], size))[seq]
 
 
 async def consistency_proof(driver: Any, log_id: str, size1: int, size2: int) -> list[bytes]:
     """The proof that the tree of `size1` leaves is a prefix of the tree of `size2`."""
     elements = tlog.consistency_nodes(size1, size2)
-    await _ready(driver, log_id, size2)
-    return await _proof(driver, log_id, elements)
+    await _require(driver, log_id, size2)
+    found = await node_hashes(driver, log_id, (n for element in elements for n in element))
+    return tlog.proof_hashes(elements, found.__getitem__)
 
 
 async def leaf_hashes(driver: Any, log_id: str, start: int, end: int) -> list[bytes]:

@@ -396,12 +396,12 @@ class ForumWorkflow:
             async with self.lock:
                 self._check_close(req, strict=workflow.patched(STRICT_USULAN))
                 ba = plain(req.berita_acara)
-                payload = {"berita_acara": ba, **self._closing_summary()}
                 # the signed checkpoint of every event of this forum before its closing
                 checkpoint = await self.rec.checkpoint(_update_key(), f"forum {self.id} closing")
                 if checkpoint is not None:
                     self._check_close(req)  # the forum may have changed meanwhile
-                    payload = {"berita_acara": ba, **self._closing_summary()}
+                payload = {"berita_acara": ba, **self._closing_summary()}
+                if checkpoint is not None:
                     payload["checkpoint"] = checkpoint
                 events = [
                     self.rec.forum_event("ForumClosed", payload, req.actor),
