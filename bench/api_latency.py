@@ -26,9 +26,9 @@ from bench.event_log import fill
 from musrenbang.api.app import create_app
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
+from musrenbang.embedded import binary, embedded_postgres, ensure_database
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.logging import configure_logging
-from musrenbang.stack import binary, embedded_postgres, ensure_database
 from musrenbang.worker import build_worker
 
 REGION = "36.71"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import httpx
 
+from musrenbang.embedded import binary, search_attribute_flags
 from musrenbang.reaper import postmaster_of, stop_postgres, wait_gone
-from musrenbang.stack import binary, search_attribute_flags
 
 COMPONENTS = ("worker", "api", "temporal", "postgres")
 _START_PG = (
-    "import sys; from pathlib import Path; from musrenbang.stack import"
+    "import sys; from pathlib import Path; from musrenbang.embedded import"
     " start_embedded_postgres, ensure_database;"
     " url = start_embedded_postgres(Path(sys.argv[1]), stop_at_exit=False);"
     " print(ensure_database(url, 'musrenbang').render_as_string(hide_password=False))"

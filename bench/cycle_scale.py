@@ -22,10 +22,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.stages import forum_id
+from musrenbang.embedded import binary, embedded_postgres, ensure_database
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.events.verify import verify_all
 from musrenbang.planning import CyclePlan, cycle_input
-from musrenbang.stack import binary, embedded_postgres, ensure_database
 from musrenbang.worker import build_worker
 from musrenbang.workflows.contracts import (
     ActorRef,

@@ -25,12 +25,12 @@ from typing import Any
 import psycopg
 from sqlalchemy import URL, make_url, text
 
+from musrenbang.embedded import embedded_postgres, ensure_database
 from musrenbang.events.append import EventWriter, append_events
 from musrenbang.events.db import app_url, conninfo, create_engine, driver_connection, migrate
 from musrenbang.events.model import NewEvent
 from musrenbang.events.store import read_stream
 from musrenbang.events.verify import verify_log
-from musrenbang.stack import embedded_postgres, ensure_database
 
 APP = ("musrenbang_app", "musrenbang_app")
 T0 = datetime(2027, 1, 4, 1, 0, tzinfo=UTC)

@@ -11,9 +11,26 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from musrenbang.config import Settings, get_settings
 from musrenbang.logging import configure_logging
-from musrenbang.stack import app_engine
+from musrenbang.runtime import NotConfigured, app_engine, configured_owner_url
+
+
+def _owner_url(settings: Settings) -> URL:
+    """For the operator's tools (migrate, audit): the configured database, else the
+    embedded stack's under MUSRENBANG_HOME (`musrenbang up` on this machine)."""
+    if settings.database_url:
+        return configured_owner_url(settings)
+    from musrenbang.embedded import embedded_owner_url
+
+    return embedded_owner_url(settings)
+
+
+def _tool_engine(settings: Settings) -> AsyncEngine:
+    return app_engine(settings, _owner_url(settings))
 
 
 def _verifier_keys(value: str) -> list[str]:
@@ -51,7 +68,7 @@ async def _audit_verify(settings: Settings, checkpoint: str | None, key: str | N
         except (OSError, ValueError) as exc:
             print(f"musrenbang audit verify: {exc}", file=sys.stderr)
             return 2
-    engine = app_engine(settings)
+    engine = _tool_engine(settings)
     try:
         async with engine.connect() as conn:
             result = await verify_all(conn)
@@ -99,7 +116,7 @@ async def _audit_checkpoint(settings: Settings, log_id: str | None) -> int:
     from musrenbang.events.db import driver_connection
     from musrenbang.events.tree import log_ids
 
-    engine = app_engine(settings)
+    engine = _tool_engine(settings)
     try:
         async with engine.connect() as conn:
             driver = await driver_connection(conn)
@@ -178,9 +195,8 @@ def _audit_keygen(name: str) -> int:
 
 def _migrate(settings: Settings) -> int:
     from musrenbang.events.db import migrate
-    from musrenbang.stack import owner_url
 
-    migrate(owner_url(settings), settings.app_db_user, settings.app_db_password)
+    migrate(_owner_url(settings), settings.app_db_user, settings.app_db_password)
     print("database schema is up to date")
     return 0
 
@@ -188,9 +204,8 @@ def _migrate(settings: Settings) -> int:
 async def _rebuild(settings: Settings) -> int:
     from musrenbang.events.db import create_engine
     from musrenbang.events.projections import rebuild
-    from musrenbang.stack import owner_url
 
-    engine = create_engine(owner_url(settings))  # the read models are the owner's to rebuild
+    engine = create_engine(_owner_url(settings))  # the read models are the owner's to rebuild
     try:
         async with engine.begin() as conn:
             count = await rebuild(conn)
@@ -202,7 +217,7 @@ async def _rebuild(settings: Settings) -> int:
 
 async def _worker(settings: Settings) -> int:
     from musrenbang.logging import get_logger
-    from musrenbang.stack import connect_temporal
+    from musrenbang.runtime import connect_temporal
     from musrenbang.worker import configured_worker
 
     engine = app_engine(settings)
@@ -290,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(run_stack(settings))
         return 0
+    if args.command in ("api", "worker") and not settings.database_url:
+        try:  # never an embedded server: a production process is told where its database is
+            configured_owner_url(settings)
+        except NotConfigured as exc:
+            print(f"musrenbang {args.command}: {exc}", file=sys.stderr)
+            return 2
     if args.command == "api":
         import uvicorn
 

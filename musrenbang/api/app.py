@@ -17,6 +17,7 @@ from musrenbang.api import commands, errors, forums, logs, reads
 from musrenbang.api.health import address_problem, health_checks
 from musrenbang.config import Settings
 from musrenbang.logging import get_logger
+from musrenbang.runtime import app_engine
 
 log = get_logger("musrenbang.api")
 
@@ -31,9 +32,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = []
         if engine is None:
-            from musrenbang.stack import app_engine
-
-            app.state.engine = app_engine(settings)
+            app.state.engine = app_engine(settings)  # the configured database, never a server
             owned.append(app.state.engine)
         if temporal is None:
             # Lazily: the API starts (and /health says so) while Temporal is still down.

@@ -3,7 +3,7 @@ escalation lets the coordinator one level up act on the forum that missed its de
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -26,9 +26,6 @@ class Actor:
     jurisdiction: str | None = None
     fraksi: str | None = None
     region: str | None = None  # the kota/kabupaten the actor belongs to
-
-    def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def system_actor(workflow_id: str) -> dict[str, Any]:
@@ -77,7 +74,3 @@ def may_extend(actor: Actor, level: Level, unit: str, city: str) -> bool:
     return actor.role == Role.COORDINATOR and actor.jurisdiction == escalation_target(
         level, unit, city
     )
-
-
-def may_submit_pokir(actor: Actor) -> bool:
-    return actor.role in (Role.DPRD, Role.ADMIN)

@@ -41,8 +41,3 @@ def load_region(code: str) -> Region:
         for k in wilayah.list_wilayah(code)
     )
     return Region(found.code, found.name, kecamatan)
-
-
-def parent_of(code: str) -> str:
-    """The region one level up (`36.71.01.1001` -> `36.71.01`)."""
-    return code.rsplit(".", 1)[0]

@@ -49,7 +49,6 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
 }
 
 POKIR_STAGE = "forum-pd"
-FINAL_STAGE = "rkpd"
 
 
 def template(name: str) -> tuple[Stage, ...]:

@@ -38,14 +38,13 @@ class Incoming:
     cost: int
     opd: str | None
     kind: str = "musrenbang"
-    origin_unit: str | None = None
 
     def wire(self) -> list[Any]:
-        return [self.proposal_id, self.cost, self.opd, self.kind, self.origin_unit]
+        return [self.proposal_id, self.cost, self.opd, self.kind]
 
     @classmethod
     def of(cls, row: list[Any]) -> Incoming:
-        return cls(*row)
+        return cls(*row[:4])  # rows from before carried a fifth, unused, field
 
 
 @dataclass
@@ -168,12 +167,6 @@ class ForumView:
     pagu: int | None
     accepted_total: int
     proposals: dict[str, str | None]
-
-
-@dataclass
-class StageCalendar:
-    stage: str
-    deadline: str  # ISO date (YYYY-MM-DD) or datetime; rolled to a working day
 
 
 @dataclass

@@ -180,9 +180,7 @@ class CycleWorkflow:
         nxt = stage + 1
         for item in map(Incoming.of, result.forwarded):
             to_unit = route(self.levels[nxt], result.unit, item.opd, self.inp.region)
-            self.inbox[nxt].setdefault(to_unit, []).append(
-                Incoming(item.proposal_id, item.cost, item.opd, item.kind, result.unit)
-            )
+            self.inbox[nxt].setdefault(to_unit, []).append(item)
         await self._open_ready(nxt)
 
     async def _open_ready(self, stage: int) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import URL
 from musrenbang.api.app import create_app
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
-from musrenbang.stack import binary
+from musrenbang.embedded import binary
 
 EXAMPLES = 25
 

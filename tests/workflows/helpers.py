@@ -177,11 +177,12 @@ async def drive_cycle(
     ids = sorted(
         (await kota.query(ForumWorkflow.view)).proposals, key=lambda p: (p in pokir.proposal_ids, p)
     )  # a pokir is not the one dropped
+    dropped = ids[0]
     await decide(
         kota,
         bappeda,
         [
-            DecisionRequest(ids[0], "not_accommodated", reason="Pagu OPD tidak mencukupi"),
+            DecisionRequest(dropped, "not_accommodated", reason="Pagu OPD tidak mencukupi"),
             *[DecisionRequest(p, "include") for p in ids[1:]],
         ],
     )
@@ -190,7 +191,7 @@ async def drive_cycle(
     ids = sorted((await rkpd.query(ForumWorkflow.view)).proposals)
     await decide(rkpd, bappeda, [DecisionRequest(p, "include") for p in ids])
     await close(rkpd, bappeda, perkada="Perwal Solok No. 12 Tahun 2027")
-    return {"pokir": pokir.proposal_ids, "rejected": rejected, "not_accommodated": ids[:0]}
+    return {"pokir": pokir.proposal_ids, "rejected": rejected, "not_accommodated": [dropped]}
 
 
 async def first_events(engine: AsyncEngine, proposal_ids: list[str]) -> dict[str, tuple[str, Any]]:

@@ -47,6 +47,8 @@ async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
     assert len(result.rkpd_items) > 5
     assert set(seen["pokir"]) <= set(result.rkpd_items)
     assert not set(seen["rejected"]) & set(result.rkpd_items)
+    assert len(seen["not_accommodated"]) == 1
+    assert not set(seen["not_accommodated"]) & set(result.rkpd_items)
     origins = await first_events(engine, result.rkpd_items)
     assert set(origins) == set(result.rkpd_items)
     for pid, (etype, stage) in origins.items():
@@ -66,6 +68,15 @@ async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
                 {"s": f"proposal:{result.rkpd_items[0]}"},
             )
         ).all()
+        dropped = (
+            await conn.execute(
+                text(
+                    "SELECT type, payload->>'reason' AS reason FROM audit.events"
+                    " WHERE stream = :s ORDER BY version DESC LIMIT 1"
+                ),
+                {"s": f"proposal:{seen['not_accommodated'][0]}"},
+            )
+        ).one()
         adopted = (
             await conn.execute(text("SELECT payload FROM audit.events WHERE type = 'RkpdAdopted'"))
         ).scalar_one()
@@ -84,6 +95,7 @@ async def test_full_cycle_ends_in_an_adopted_rkpd_that_traces_back(
             )
         ).scalar_one()
     assert adopted["items"] == result.rkpd_items and adopted["total_cost"] == result.total_cost
+    assert tuple(dropped) == ("ProposalNotAccommodated", "Pagu OPD tidak mencukupi")
     assert reasons == 0, "every 'no' carries a reason"
     assert merged == 2 * len(inp.units["kelurahan"]), "lineage recorded on both usulan"
     forwards = [row.to_stage for row in path if row.type == "ProposalForwarded"]
