@@ -192,7 +192,7 @@ class Driver:
             ds += [{"proposal_id": p, "kind": "defer", "reason": "Kajian"} for p in held[:1]]
         elif opd:
             ds += [
-                {"proposal_id": p, "kind": "assign", "sub_kegiatan": "1.03.10.2.01.0001"}
+                {"proposal_id": p, "kind": "assign", "sub_kegiatan": "1.03.10.2.01.0055"}
                 for p in held
             ]
             ds += [{"proposal_id": p, "kind": "accept"} for p in held]

@@ -21,7 +21,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.domain.calendar import fixed_holidays
-from musrenbang.domain.stages import forum_id
+from musrenbang.domain.catalogue import forum_id
 from musrenbang.embedded import binary, embedded_postgres, ensure_database
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.events.verify import verify_all

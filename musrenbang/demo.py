@@ -24,6 +24,7 @@ from rich.table import Table
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
 from musrenbang.domain.calendar import fixed_holidays
+from musrenbang.domain.catalogue import EventType as ET
 from musrenbang.domain.decisions import CRITERIA
 
 REGION = "36.71"
@@ -67,6 +68,15 @@ REJECT_REASONS = [
     ("sudah-dianggarkan", "Sudah dianggarkan pada APBD tahun berjalan"),
 ]
 BA_DAY = "2027-01-20"
+# The sub-kegiatan each OPD's Forum PD assigns (codes of the sipd-2027 nomenclature).
+SUB_KEGIATAN = {
+    "dinas-pupr": "1.03.10.2.01.0055",  # Rehabilitasi Jalan
+    "disperkimtan": "1.04.03.2.03.0002",  # Perbaikan Rumah Tidak Layak Huni
+    "dinas-kesehatan": "1.02.05.2.01.0001",  # Peningkatan Upaya Promosi Kesehatan, ...
+    "dinas-pendidikan": "1.01.02.2.01.0051",  # Rehabilitasi Sedang/Berat Ruang Kelas Sekolah
+    "dinas-lh": "2.11.11.2.01.0016",  # Penanganan sampah melalui pengumpulan sampah
+    "dishub": "2.15.02.2.02.0002",  # Penyediaan Perlengkapan Jalan di Jalan Kabupaten/Kota
+}
 POKIR = {
     "dapil": "Kota Tangerang 1",
     "proposals": [
@@ -313,15 +323,10 @@ async def act_on_forum(demo: Demo, cycle: str, stage: str, unit: str) -> None:
     path = f"/cycles/{cycle}/forums/{stage}/{unit}"
     decisions: list[dict[str, Any]] = []
     if stage == "forum-pd":
-        decisions += [
-            {
-                "proposal_id": p,
-                "kind": "assign",
-                "opd_akhir": unit,
-                "sub_kegiatan": "1.03.10.2.01.0001",
-            }
-            for p in held
-        ]
+        assign: dict[str, Any] = {"kind": "assign", "opd_akhir": unit}
+        if unit in SUB_KEGIATAN:  # from the nomenclature of Kota Tangerang's profile
+            assign["sub_kegiatan"] = SUB_KEGIATAN[unit]
+        decisions += [{"proposal_id": p, **assign} for p in held]
     kind = "include" if stage in ("kota", "rkpd") else "accept"
     for i, p in enumerate(held):
         if stage == "kota" and i % 9 == 4:
@@ -462,6 +467,6 @@ async def from_a_kelurahan(demo: Demo, items: list[str]) -> tuple[str, str] | No
     for pid in items[:50]:
         history = await demo.call("GET", f"/proposals/{pid}/history", demo.auth("auditor"))
         first = history["events"][0] if history["events"] else {}
-        if first.get("type") == "ProposalSubmitted" and first.get("stage") == "kelurahan":
+        if first.get("type") == ET.PROPOSAL_SUBMITTED and first.get("stage") == "kelurahan":
             return pid, str(first.get("unit") or first["payload"].get("unit"))
     return None

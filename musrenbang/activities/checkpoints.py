@@ -13,6 +13,7 @@ import psycopg
 from sqlalchemy import URL
 from temporalio import activity
 
+from musrenbang.domain.catalogue import log_stream
 from musrenbang.events.append import EventWriter
 from musrenbang.events.checkpoints import (
     CHECKPOINT_EVENT,
@@ -78,7 +79,7 @@ class CheckpointActivities:
             return {"refused": str(exc)}
         summary = issued.summary()
         event = NewEvent(
-            stream=f"log:{inp.log_id}",
+            stream=log_stream(inp.log_id),
             type=CHECKPOINT_EVENT,
             payload={**summary, "reason": inp.reason},
             actor={"system": True, "role": "system", "workflow": activity.info().workflow_id},

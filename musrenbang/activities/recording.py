@@ -11,6 +11,8 @@ import psycopg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from musrenbang.domain.catalogue import EventType as ET
+from musrenbang.domain.catalogue import forum_stream
 from musrenbang.events.append import EventWriter
 from musrenbang.events.errors import Contention, EventLogError, IdempotencyConflict
 from musrenbang.events.model import NewEvent
@@ -118,7 +120,7 @@ class RecordingActivities:
             raise ApplicationError(str(exc), type="WebhookUnavailable") from None
         await self._record(
             inp,
-            "NotificationDelivered",
+            ET.NOTIFICATION_DELIVERED,
             {"kind": inp.kind, "status": status, "attempt": info.attempt, "url": self.webhook_url},
             inp.idempotency_key,
         )
@@ -160,7 +162,7 @@ class RecordingActivities:
         }
         key = inp.idempotency_key.removesuffix(":delivered") + ":delayed"
         try:
-            await self._record(inp, "NotificationDelayed", payload, key)
+            await self._record(inp, ET.NOTIFICATION_DELAYED, payload, key)
         except Exception as exc:  # the log may be down too; the next attempt tries again
             log.warning("notify.delay_not_recorded", forum_id=inp.forum_id, error=str(exc))
 
@@ -168,7 +170,7 @@ class RecordingActivities:
         self, inp: NotifyInput, type_: str, payload: dict[str, object], key: str
     ) -> None:
         event = EventSpec(
-            stream=f"forum:{inp.forum_id}",
+            stream=forum_stream(inp.forum_id),
             type=type_,
             payload=dict(payload),
             actor={"system": True, "role": "system", "workflow": activity.info().workflow_id},

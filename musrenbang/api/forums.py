@@ -17,13 +17,13 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from musrenbang.api.auth import CurrentActor, cycle_region, require_read
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import not_found
-from musrenbang.domain.opd import KOTA_TANGERANG
+from musrenbang.profiles import default_profile
 
 router = APIRouter()
 CYCLE_ID = r"^\d{2}\.\d{2}-\d{4}$"
 LOOKUP_SECONDS = 3.0
 _FORUM_ID = re.compile(r"^forum-")
-_OPD_NAMES = {opd.slug: opd.name for opd in KOTA_TANGERANG}
+_OPD_NAMES = {opd.slug: opd.name for opd in default_profile().opds}
 
 
 def unit_name(unit: str) -> str | None:

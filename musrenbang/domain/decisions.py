@@ -3,12 +3,15 @@ become. Pure: the forum workflow keeps a `ForumBook` and asks it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from lokal import format_rupiah
 
+from musrenbang.domain.catalogue import EventType as ET
+from musrenbang.domain.stages import Level
 from musrenbang.domain.usulan import SUB_KEGIATAN, changes_problem
 
 # The official kecamatan criteria (Permendagri 86/2017).
@@ -28,25 +31,37 @@ class Kind(StrEnum):
 
 
 EVENT_OF = {
-    Kind.ACCEPT: "ProposalAccepted",
-    Kind.REVISE: "ProposalRevised",
-    Kind.REJECT: "ProposalRejected",
-    Kind.DEFER: "ProposalDeferred",
-    Kind.MERGE: "ProposalMerged",
-    Kind.PRIORITIZE: "ProposalPrioritized",
-    Kind.ASSIGN: "ProposalAssigned",
-    Kind.INCLUDE: "ProposalIncluded",
-    Kind.NOT_ACCOMMODATED: "ProposalNotAccommodated",
+    Kind.ACCEPT: ET.PROPOSAL_ACCEPTED,
+    Kind.REVISE: ET.PROPOSAL_REVISED,
+    Kind.REJECT: ET.PROPOSAL_REJECTED,
+    Kind.DEFER: ET.PROPOSAL_DEFERRED,
+    Kind.MERGE: ET.PROPOSAL_MERGED,
+    Kind.PRIORITIZE: ET.PROPOSAL_PRIORITIZED,
+    Kind.ASSIGN: ET.PROPOSAL_ASSIGNED,
+    Kind.INCLUDE: ET.PROPOSAL_INCLUDED,
+    Kind.NOT_ACCOMMODATED: ET.PROPOSAL_NOT_ACCOMMODATED,
 }
 FORWARDING = {Kind.ACCEPT, Kind.REVISE, Kind.INCLUDE}
 NEEDS_REASON = {Kind.REJECT, Kind.DEFER, Kind.NOT_ACCOMMODATED}
-ALLOWED: dict[str, frozenset[Kind]] = {
-    "rkpd": frozenset({Kind.INCLUDE, Kind.NOT_ACCOMMODATED, Kind.DEFER}),
-    "kota": frozenset(Kind) - {Kind.ASSIGN},
-    "forum-pd": frozenset(Kind) - {Kind.INCLUDE, Kind.NOT_ACCOMMODATED},
-}
-DEFAULT_ALLOWED = frozenset(Kind) - {Kind.ASSIGN, Kind.INCLUDE, Kind.NOT_ACCOMMODATED}
+ADOPTING = frozenset({Kind.INCLUDE, Kind.NOT_ACCOMMODATED, Kind.DEFER})
+AT_OPD = frozenset(Kind) - {Kind.INCLUDE, Kind.NOT_ACCOMMODATED}
+AT_CITY = frozenset(Kind) - {Kind.ASSIGN}
+ELSEWHERE = frozenset(Kind) - {Kind.ASSIGN, Kind.INCLUDE, Kind.NOT_ACCOMMODATED}
 REVISABLE = ("masalah", "gagasan", "volume", "satuan", "cost", "opd", "sub_kegiatan", "alamat")
+AUTO_CLOSE_REASON = "Forum ditutup otomatis setelah tenggat dan masa tenggang"
+
+
+def allowed_kinds(level: Level, final: bool) -> frozenset[Kind]:
+    """The decisions a forum takes: the final stage includes in the RKPD or not; a Forum
+    PD assigns OPD and sub-kegiatan; the city's forum includes or does not accommodate;
+    the forums below accept, revise, reject, defer, merge and rank."""
+    if final:
+        return ADOPTING
+    if level is Level.OPD:
+        return AT_OPD
+    if level is Level.CITY:
+        return AT_CITY
+    return ELSEWHERE
 
 
 @dataclass(frozen=True)
@@ -82,7 +97,13 @@ class ForumBook:
 
     stage: str
     pagu: int | None
+    allowed: frozenset[Kind] = ELSEWHERE
     entries: dict[str, Entry] = field(default_factory=dict)
+    # The region's reason codes (empty: any, as cycles planned before profiles took), and
+    # the sub-kegiatan nomenclature this forum assigns from: None, any code of the right
+    # shape (before profiles); empty, this forum assigns none.
+    reason_codes: frozenset[str] = frozenset()
+    catalogue: Mapping[str, str] | None = None
 
     def accepted_total(self) -> int:
         return sum(e.cost for e in self.entries.values() if e.outcome in FORWARDING)
@@ -115,10 +136,9 @@ class ForumBook:
         those rules replay without them."""
         problems: list[str] = []
         trial = {pid: (e.outcome, e.cost) for pid, e in self.entries.items()}
-        allowed = ALLOWED.get(self.stage, DEFAULT_ALLOWED)
         for n, d in enumerate(decisions, start=1):
             where = f"decision {n} ({d.kind} on {d.proposal_id})"
-            problem = _check_one(d, self, allowed, known_opds, trial, strict)
+            problem = _check_one(d, self, known_opds, trial, strict) or self._reference_problem(d)
             if problem:
                 problems.append(f"{where}: {problem}")
                 continue
@@ -133,13 +153,72 @@ class ForumBook:
             )
         return problems
 
+    def _reference_problem(self, d: Decision) -> str | None:
+        """A reason code the region does not have, or a sub-kegiatan not in the forum's
+        nomenclature."""
+        if (
+            d.reason_code is not None
+            and self.reason_codes
+            and d.reason_code not in self.reason_codes
+        ):
+            return (
+                f"reason_code {d.reason_code!r} is not one of the region's"
+                f" ({', '.join(sorted(self.reason_codes))})"
+            )
+        given = [d.sub_kegiatan, d.changes.get("sub_kegiatan")]
+        for code in (c for c in given if c is not None and self.catalogue is not None):
+            if not self.catalogue:
+                return "sub-kegiatan are assigned at the Forum Perangkat Daerah, not here"
+            if code not in self.catalogue:
+                return f"sub_kegiatan {code} is not in the region's nomenclature"
+        return None
+
+    def forwarded_rows(self) -> list[tuple[str, int, str | None, str]]:
+        """(id, cost, OPD, kind) of the usulan this forum sends on."""
+        return [
+            (pid, e.cost, e.opd, e.kind)
+            for pid, e in self.entries.items()
+            if e.outcome in FORWARDING
+        ]
+
+    def ranked(self) -> list[str]:
+        """The forwarded usulan in priority order (ranked first, then by id)."""
+
+        def rank(pid: str) -> int:
+            value = self.entries[pid].details.get("rank")
+            return value if isinstance(value, int) else 1_000_000
+
+        return sorted(self.forwarded(), key=lambda p: (rank(p), p))
+
+    def closing_summary(self) -> dict[str, Any]:
+        """What the closing record says of the forum's usulan."""
+        return {
+            "forwarded": self.ranked(),
+            "accepted_total": self.accepted_total(),
+            "held": len(self.entries),
+        }
+
+    def auto_close(self, policy: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """The outcomes of the usulan still undecided when the system closes the forum:
+        forwarded as they are (policy "forward"), else not deliberated, with the reason."""
+        out: list[tuple[str, str, dict[str, Any]]] = []
+        for pid in self.undecided():
+            if policy == "forward":
+                self.entries[pid].outcome = Kind.ACCEPT
+                out.append((pid, ET.PROPOSAL_ACCEPTED, {"auto": True}))
+            else:
+                self.entries[pid].outcome = "not_deliberated"
+                reason = {"reason": AUTO_CLOSE_REASON, "reason_code": "tidak-dibahas"}
+                out.append((pid, ET.PROPOSAL_NOT_DELIBERATED, reason))
+        return out
+
     def apply(self, decisions: list[Decision]) -> list[tuple[str, str, dict[str, Any]]]:
         """Records a checked batch; returns (stream id, event type, payload) to append."""
         out: list[tuple[str, str, dict[str, Any]]] = []
         for d in decisions:
             entry = self.entries[d.proposal_id]
             kind = Kind(d.kind)
-            payload = _payload(d, kind, entry)
+            payload = _payload(d, kind, entry, self.catalogue)
             if kind not in (Kind.PRIORITIZE, Kind.ASSIGN):
                 entry.outcome = kind
             if kind is Kind.REVISE:
@@ -152,14 +231,13 @@ class ForumBook:
                 entry.details["rank"] = d.rank
             out.append((d.proposal_id, EVENT_OF[kind], payload))
             if kind is Kind.MERGE and d.into:
-                out.append((d.into, "ProposalMerged", {"absorbed": d.proposal_id}))
+                out.append((d.into, ET.PROPOSAL_MERGED, {"absorbed": d.proposal_id}))
         return out
 
 
 def _check_one(
     d: Decision,
     book: ForumBook,
-    allowed: frozenset[Kind],
     known_opds: frozenset[str],
     trial: dict[str, tuple[str | None, int]],
     strict: bool = True,
@@ -170,7 +248,7 @@ def _check_one(
         kind = Kind(d.kind)
     except ValueError:
         return f"unknown decision; use one of {', '.join(k.value for k in Kind)}"
-    if kind not in allowed:
+    if kind not in book.allowed:
         return f"not a decision the {book.stage} forum takes"
     if trial[d.proposal_id][0] == Kind.MERGE:
         return "already merged into another usulan"
@@ -224,7 +302,9 @@ def _check_priority(d: Decision) -> str | None:
     return None
 
 
-def _payload(d: Decision, kind: Kind, entry: Entry) -> dict[str, Any]:
+def _payload(
+    d: Decision, kind: Kind, entry: Entry, catalogue: Mapping[str, str] | None
+) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     if kind in NEEDS_REASON:
         payload.update(reason=d.reason, reason_code=d.reason_code)
@@ -232,6 +312,8 @@ def _payload(d: Decision, kind: Kind, entry: Entry) -> dict[str, Any]:
         if d.reason:
             payload.update(reason=d.reason, reason_code=d.reason_code)
         payload["changes"] = d.changes
+        if catalogue and "sub_kegiatan" in d.changes:
+            payload["sub_kegiatan_name"] = catalogue[d.changes["sub_kegiatan"]]
         payload["original"] = {k: entry.details.get(k) for k in d.changes}
         if "cost" in d.changes:
             payload["original"]["cost"] = entry.cost
@@ -243,6 +325,8 @@ def _payload(d: Decision, kind: Kind, entry: Entry) -> dict[str, Any]:
         payload.update(opd_awal=entry.opd, opd_akhir=d.opd_akhir or entry.opd)
         if d.sub_kegiatan:
             payload["sub_kegiatan"] = d.sub_kegiatan
+            if catalogue:  # the name beside the code, as the nomenclature gives it
+                payload["sub_kegiatan_name"] = catalogue[d.sub_kegiatan]
     return payload
 
 

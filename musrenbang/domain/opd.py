@@ -1,39 +1,26 @@
-"""Perangkat daerah (OPD): a city's agencies and which bidang each one handles."""
+"""The bidang-to-OPD table that cycles planned before region profiles were routed by
+(Kota Tangerang's, for every region). Frozen: the recorded histories of those cycles
+replay by it. Every cycle planned since routes by its profile (musrenbang/profiles/)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+
+_BEFORE_PROFILES = {
+    "dinas-pupr": ("jalan", "drainase", "jembatan"),
+    "dinas-perkimtan": ("permukiman", "pju", "rtlh"),
+    "dinas-kesehatan": ("kesehatan", "posyandu"),
+    "dinas-pendidikan": ("pendidikan", "paud"),
+    "dinas-sosial": ("sosial",),
+    "dinas-lh": ("lingkungan", "persampahan"),
+    "dishub": ("perhubungan",),
+    "dinas-kumkm": ("ekonomi", "umkm"),
+    "dp3ap2kb": ("perempuan-anak",),
+    "bpbd": ("kebencanaan",),
+}
 
 
-@dataclass(frozen=True)
-class Opd:
-    slug: str
-    name: str
-    bidang: tuple[str, ...]
-
-
-# A realistic default for Kota Tangerang (names as its SOTK has them).
-KOTA_TANGERANG: tuple[Opd, ...] = (
-    Opd("dinas-pupr", "Dinas Pekerjaan Umum dan Penataan Ruang", ("jalan", "drainase", "jembatan")),
-    Opd(
-        "dinas-perkimtan",
-        "Dinas Perumahan, Permukiman dan Pertanahan",
-        ("permukiman", "pju", "rtlh"),
-    ),
-    Opd("dinas-kesehatan", "Dinas Kesehatan", ("kesehatan", "posyandu")),
-    Opd("dinas-pendidikan", "Dinas Pendidikan", ("pendidikan", "paud")),
-    Opd("dinas-sosial", "Dinas Sosial", ("sosial",)),
-    Opd("dinas-lh", "Dinas Lingkungan Hidup", ("lingkungan", "persampahan")),
-    Opd("dishub", "Dinas Perhubungan", ("perhubungan",)),
-    Opd("dinas-kumkm", "Dinas Koperasi dan UKM", ("ekonomi", "umkm")),
-    Opd("dp3ap2kb", "Dinas Pemberdayaan Perempuan dan Perlindungan Anak", ("perempuan-anak",)),
-    Opd("bpbd", "Badan Penanggulangan Bencana Daerah", ("kebencanaan",)),
-)
-
-
-def opd_for(bidang: str, opds: tuple[Opd, ...]) -> str | None:
-    """The OPD that handles `bidang`, if exactly one is configured for it."""
-    for opd in opds:
-        if bidang in opd.bidang:
-            return opd.slug
-    return None
+def routes_before_profiles(opds: Iterable[str]) -> dict[str, str]:
+    """Bidang to OPD as cycles planned before profiles routed them, among `opds`."""
+    known = set(opds)
+    return {b: slug for slug, bidang in _BEFORE_PROFILES.items() if slug in known for b in bidang}

@@ -10,18 +10,20 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from musrenbang.domain.catalogue import EventType as ET
+
 State = dict[str, Any]
 Reducer = Callable[[State, dict[str, Any]], None]
 
-_PROPOSAL_STATUS = {
-    "ProposalAccepted": "accepted",
-    "ProposalRevised": "accepted",
-    "ProposalRejected": "rejected",
-    "ProposalDeferred": "deferred",
-    "ProposalForwarded": "forwarded",
-    "ProposalIncluded": "included",
-    "ProposalNotAccommodated": "not_accommodated",
-    "ProposalNotDeliberated": "not_deliberated",
+_PROPOSAL_STATUS: dict[str, str] = {
+    ET.PROPOSAL_ACCEPTED: "accepted",
+    ET.PROPOSAL_REVISED: "accepted",
+    ET.PROPOSAL_REJECTED: "rejected",
+    ET.PROPOSAL_DEFERRED: "deferred",
+    ET.PROPOSAL_FORWARDED: "forwarded",
+    ET.PROPOSAL_INCLUDED: "included",
+    ET.PROPOSAL_NOT_ACCOMMODATED: "not_accommodated",
+    ET.PROPOSAL_NOT_DELIBERATED: "not_deliberated",
 }
 
 
@@ -41,7 +43,10 @@ def _submitted(state: State, payload: dict[str, Any]) -> None:
 
 
 def _revised(state: State, payload: dict[str, Any]) -> None:
-    state.setdefault("details", {}).update(payload.get("changes", {}))
+    details = state.setdefault("details", {})
+    details.update(payload.get("changes", {}))
+    if "sub_kegiatan_name" in payload:
+        details["sub_kegiatan_name"] = payload["sub_kegiatan_name"]
     state["revisions"] = state.get("revisions", 0) + 1
 
 
@@ -74,23 +79,23 @@ def _forwarded(state: State, payload: dict[str, Any]) -> None:
 
 def _assigned(state: State, payload: dict[str, Any]) -> None:
     details = state.setdefault("details", {})
-    for key in ("opd_akhir", "sub_kegiatan"):
+    for key in ("opd_akhir", "sub_kegiatan", "sub_kegiatan_name"):
         if key in payload:
             details[key] = payload[key]
 
 
 _PROPOSAL_REDUCERS: dict[str, Reducer] = {
-    "ProposalSubmitted": _submitted,
-    "PokirSubmitted": _submitted,
-    "ProposalRevised": _revised,
-    "ProposalRejected": _reasoned,
-    "ProposalDeferred": _reasoned,
-    "ProposalNotAccommodated": _reasoned,
-    "ProposalNotDeliberated": _reasoned,
-    "ProposalMerged": _merged,
-    "ProposalPrioritized": _prioritized,
-    "ProposalForwarded": _forwarded,
-    "ProposalAssigned": _assigned,
+    ET.PROPOSAL_SUBMITTED: _submitted,
+    ET.POKIR_SUBMITTED: _submitted,
+    ET.PROPOSAL_REVISED: _revised,
+    ET.PROPOSAL_REJECTED: _reasoned,
+    ET.PROPOSAL_DEFERRED: _reasoned,
+    ET.PROPOSAL_NOT_ACCOMMODATED: _reasoned,
+    ET.PROPOSAL_NOT_DELIBERATED: _reasoned,
+    ET.PROPOSAL_MERGED: _merged,
+    ET.PROPOSAL_PRIORITIZED: _prioritized,
+    ET.PROPOSAL_FORWARDED: _forwarded,
+    ET.PROPOSAL_ASSIGNED: _assigned,
 }
 
 
@@ -109,7 +114,7 @@ def evolve_proposal(state: State | None, event_type: str, payload: dict[str, Any
 
 def evolve_forum(state: State | None, event_type: str, payload: dict[str, Any]) -> State:
     new: State = _copy(state)
-    if event_type == "ForumOpened":
+    if event_type == ET.FORUM_OPENED:
         new.update(
             forum_id=payload["forum_id"],
             cycle_id=payload.get("cycle_id"),
@@ -119,16 +124,16 @@ def evolve_forum(state: State | None, event_type: str, payload: dict[str, Any]) 
             pagu=payload.get("pagu"),
             status="open",
         )
-    elif event_type == "DeadlineExtended":
+    elif event_type == ET.DEADLINE_EXTENDED:
         new["deadline"] = payload["new_deadline"]
         new["status"] = "open"
-    elif event_type == "DeadlineMissed":
+    elif event_type == ET.DEADLINE_MISSED:
         new["status"] = "overdue"
-    elif event_type == "EscalationRaised":
+    elif event_type == ET.ESCALATION_RAISED:
         new["escalated_to"] = payload.get("to")
-    elif event_type in ("ForumClosed", "ForumAutoClosed"):
+    elif event_type in (ET.FORUM_CLOSED, ET.FORUM_AUTO_CLOSED):
         new["status"] = "closed"
-        new["closed_by"] = "system" if event_type == "ForumAutoClosed" else "coordinator"
+        new["closed_by"] = "system" if event_type == ET.FORUM_AUTO_CLOSED else "coordinator"
         new["berita_acara"] = payload.get("berita_acara")
     new["last_event"] = event_type
     return new
@@ -136,7 +141,7 @@ def evolve_forum(state: State | None, event_type: str, payload: dict[str, Any]) 
 
 def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) -> State:
     new: State = _copy(state)
-    if event_type == "CycleOpened":
+    if event_type == ET.CYCLE_OPENED:
         new.update(
             cycle_id=payload["cycle_id"],
             region=payload.get("region"),
@@ -145,10 +150,10 @@ def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) 
             stages=payload.get("stages", []),
             status="open",
         )
-    elif event_type == "StageOpened":
+    elif event_type == ET.STAGE_OPENED:
         new["current_stage"] = payload["stage"]
         new.setdefault("opened_stages", []).append(payload["stage"])
-    elif event_type == "RkpdAdopted":
+    elif event_type == ET.RKPD_ADOPTED:
         new["status"] = "adopted"
         new["rkpd"] = {k: payload[k] for k in ("perkada", "items", "total_cost") if k in payload}
     new["last_event"] = event_type

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from musrenbang.domain.catalogue import forum_id
+
+__all__ = ["forum_id"]  # where the API's modules still find it
+
 
 class Level(StrEnum):
     """Which units hold one forum each at a stage."""
@@ -48,8 +52,6 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "sipd": ("kelurahan", "validasi-bappeda", "kecamatan", "forum-pd", "kota", "rkpd"),
 }
 
-POKIR_STAGE = "forum-pd"
-
 
 def template(name: str) -> tuple[Stage, ...]:
     try:
@@ -58,16 +60,3 @@ def template(name: str) -> tuple[Stage, ...]:
         raise ValueError(
             f"unknown stage template {name!r}; known: {', '.join(sorted(TEMPLATES))}"
         ) from None
-
-
-def timer_may_close(stages: list[str] | tuple[str, ...]) -> dict[str, bool]:
-    """For each stage of a cycle, whether a timer may close its forums: never the final
-    stage (its forum adopts the RKPD), else as the stage says."""
-    return {
-        slug: index < len(stages) - 1 and (slug not in STAGES or STAGES[slug].timer_may_close)
-        for index, slug in enumerate(stages)
-    }
-
-
-def forum_id(cycle_id: str, stage: str, unit: str) -> str:
-    return f"{cycle_id}-{stage}-{unit}"

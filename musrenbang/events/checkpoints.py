@@ -16,10 +16,11 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from musrenbang.domain.catalogue import EventType as ET
 from musrenbang.events import tlog, tree
 from musrenbang.events.tlog import NoteError, Signer
 
-CHECKPOINT_EVENT = "CheckpointIssued"
+CHECKPOINT_EVENT = ET.CHECKPOINT_ISSUED
 _ALL = "SELECT size, root, note FROM audit.checkpoints WHERE log_id = %s ORDER BY size DESC"
 _AT = "SELECT size, root, note FROM audit.checkpoints WHERE log_id = %s AND size = %s"
 _STORE = (

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from musrenbang.domain.catalogue import EventType as ET
+from musrenbang.domain.catalogue import proposal_stream
 from musrenbang.events import tlog, tree
 from musrenbang.events.canonical import format_timestamp, leaf_hash, record_bytes
 from musrenbang.events.errors import EventLogError
@@ -44,7 +46,7 @@ def _b64(data: bytes) -> str:
 async def lineage_streams(driver: Any, proposal_id: str) -> list[str]:
     """The usulan's stream and those of the usulan merged into it or it was merged into,
     followed through the log (not the read models)."""
-    streams, todo = [], [f"proposal:{proposal_id}"]
+    streams, todo = [], [proposal_stream(proposal_id)]
     while todo:
         stream = todo.pop(0)
         if stream in streams:
@@ -59,7 +61,7 @@ async def lineage_streams(driver: Any, proposal_id: str) -> list[str]:
         for (payload,) in rows:
             for key in ("into", "absorbed"):
                 if isinstance(payload.get(key), str):
-                    todo.append(f"proposal:{payload[key]}")
+                    todo.append(proposal_stream(payload[key]))
     return streams
 
 
@@ -130,7 +132,7 @@ def check_bundle(bundle: Any, vkeys: Iterable[str]) -> EvidenceCheck:
                 f"the checkpoint is of {checkpoint.origin}, not of log {bundle['log_id']}"
             )
         streams = dict(bundle["streams"])
-        own = f"proposal:{bundle['proposal_id']}"
+        own = proposal_stream(bundle["proposal_id"])
         versions: dict[str, list[int]] = {}
         merged: set[str] = set()
         for record in bundle["records"]:
@@ -164,11 +166,11 @@ def check_bundle(bundle: Any, vkeys: Iterable[str]) -> EvidenceCheck:
 def _lineage(content: str) -> set[str]:
     """The streams a merge record names (the lineage a bundle must then include)."""
     event = json.loads(content)
-    if event.get("type") != "ProposalMerged":
+    if event.get("type") != ET.PROPOSAL_MERGED:
         return set()
     payload = event.get("payload") or {}
     return {
-        f"proposal:{payload[k]}" for k in ("into", "absorbed") if isinstance(payload.get(k), str)
+        proposal_stream(payload[k]) for k in ("into", "absorbed") if isinstance(payload.get(k), str)
     }
 
 

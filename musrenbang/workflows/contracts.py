@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from musrenbang.domain.decisions import Decision
+from musrenbang.domain.intake import ProposalDraft
+
+__all__ = ["ProposalDraft"]  # a new usulan's fields, as clients build them
 
 # A decision as a client builds one (the API and the tests); on the wire it is a dict.
 DecisionRequest = Decision
@@ -48,32 +51,6 @@ class Incoming:
 
 
 @dataclass
-class ProposalDraft:
-    """A new usulan as submitted at a kelurahan forum (or a pokir at the cycle)."""
-
-    masalah: str
-    gagasan: str
-    cost: int
-    bidang: str
-    volume: float
-    satuan: str
-    kelurahan: str | None = None
-    rt: str | None = None
-    rw: str | None = None
-    alamat: str | None = None
-    fisik: bool = True
-    opd: str | None = None
-    koordinat: list[float] | None = None
-    pengusul: str | None = None
-    proposal_id: str | None = None  # older clients' name for `reference`
-    reference: str | None = None  # the client's own reference, unique within its cycle
-
-    @property
-    def client_reference(self) -> str | None:
-        return self.reference or self.proposal_id
-
-
-@dataclass
 class ForumConfig:
     """Deadline policy of a forum."""
 
@@ -102,6 +79,14 @@ class ForumInput:
     intake: bool = False
     incoming: list[list[Any]] = field(default_factory=list)  # Incoming.wire() rows
     opds: list[str] = field(default_factory=list)
+    # From the region's profile (empty or None: a forum of a cycle planned before profiles).
+    routes: dict[str, str] = field(default_factory=dict)  # bidang -> OPD
+    reason_codes: list[str] = field(default_factory=list)
+    # The nomenclature this forum assigns sub-kegiatan from ({}: it assigns none here).
+    sub_kegiatan: dict[str, str] | None = None
+    chair: str | None = None
+    unit_name: str | None = None
+    report_to: str | None = None  # the cycle's workflow, signalled with the result
 
 
 @dataclass
@@ -188,6 +173,20 @@ class CycleInput:
     auto_close_policy: str = "not_deliberated"
     actor: ActorRef | None = None
     timer_closes: dict[str, bool] = field(default_factory=dict)  # stage -> a timer may close
+    # From the region's profile, resolved when the cycle was planned (empty: planned before
+    # profiles, and replayed as it ran then).
+    stage_defs: list[dict[str, Any]] = field(default_factory=list)  # slug, name, level, chair
+    pokir_stage: str | None = "forum-pd"
+    routes: dict[str, str] = field(default_factory=dict)  # bidang -> OPD
+    pagu_units: dict[str, dict[str, int]] = field(default_factory=dict)  # stage -> unit -> pagu
+    reason_codes: list[str] = field(default_factory=list)
+    sub_kegiatan: dict[str, str] = field(default_factory=dict)  # code -> name
+    names: dict[str, str] = field(default_factory=dict)  # kelurahan, kecamatan, OPD -> name
+    profile: dict[str, Any] = field(default_factory=dict)  # what CycleOpened records of it
+    # Continue-as-new past this many history events (0: Temporal's suggestion alone), and
+    # the state a run carries into the next.
+    continue_after: int = 0
+    carried: dict[str, Any] | None = None
 
 
 @dataclass

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from musrenbang.domain.catalogue import EventType as ET
+    from musrenbang.domain.catalogue import cycle_workflow_id, forum_id, forum_workflow_id
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
+    from musrenbang.domain.intake import check_batch, draft_details, drafts
+    from musrenbang.domain.opd import routes_before_profiles
     from musrenbang.domain.receipts import receipt_code
-    from musrenbang.domain.stages import POKIR_STAGE, STAGES, Level, forum_id
+    from musrenbang.domain.routing import feeders, route, route_opd, units_at
+    from musrenbang.domain.stages import STAGES, Level, Stage
     from musrenbang.domain.text import check_texts
     from musrenbang.workflows import search
     from musrenbang.workflows.contracts import (
@@ -32,19 +38,20 @@ with workflow.unsafe.imports_passed_through():
         PokirRequest,
     )
     from musrenbang.workflows.forum import ForumWorkflow
-    from musrenbang.workflows.recording import (
-        Recorder,
-        draft_details,
-        drafts,
-        new_proposal_id,
-        route,
-        route_opd,
-        validate_draft,
-    )
+    from musrenbang.workflows.recording import Recorder, new_proposal_id
     from musrenbang.workflows.refusals import refusals
 
 
 LATE_OPENING_SPAN = timedelta(days=7)
+
+
+# Forums report their result to the cycle by a signal, and the cycle continues as new
+# once its history grows long (a year of pokir and forum results). Histories from before
+# awaited each forum as a child and replay so.
+REPORTS = "cycle-reports-by-signal"
+# Temporal suggests continue-as-new well below its limits (51,200 events, 50 MB); this
+# bounds the history sooner, whichever comes first.
+CONTINUE_AFTER = 10_000
 
 
 @workflow.defn
@@ -55,7 +62,10 @@ class CycleWorkflow:
     def __init__(self, inp: CycleInput) -> None:
         self.inp = inp
         self.rec = Recorder(inp.region, inp.cycle_id, inp.cycle_id)
-        self.levels = [STAGES[s].level for s in inp.stages]
+        self.stages = _stages(inp)
+        self.levels = [s.level for s in self.stages]
+        self.routes = inp.routes or routes_before_profiles(inp.opds)
+        self.pokir_stage = inp.pokir_stage if inp.pokir_stage in inp.stages else None
         # per stage: unit -> usulan routed to it so far; and which feeders have closed
         self.inbox: list[dict[str, list[Incoming]]] = [{} for _ in inp.stages]
         self.closed: list[set[str]] = [set() for _ in inp.stages]
@@ -64,32 +74,103 @@ class CycleWorkflow:
         self.result: CycleResult | None = None
         self.pokir_open = True
         self.pokir: dict[str, list[Incoming]] = {}
+        self.reports: list[ForumResult] = []  # forum results signalled, not yet routed
+        self.by_signal = False  # set by `run`: whether forums report by signal
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
+        if inp.carried is not None:
+            self._take(inp.carried)
 
     @workflow.run
     async def run(self, inp: CycleInput) -> CycleResult:
         search.publish(region=inp.region, cycle=inp.cycle_id, status="running")
-        async with self.lock:
-            opened = {
-                "cycle_id": inp.cycle_id,
-                "region": inp.region,
-                "name": inp.region_name,
-                "year": inp.year,
-                "template": inp.template,
-                "stages": inp.stages,
-                "deadlines": inp.deadlines,
-                "pokir_deadline": inp.pokir_deadline,
-            }
-            await self.rec.record(
-                [self.rec.cycle_event("CycleOpened", opened, inp.actor)], "opened"
+        self.by_signal = workflow.patched(REPORTS)
+        if inp.carried is None:
+            async with self.lock:
+                await self.rec.record(
+                    [self.rec.cycle_event(ET.CYCLE_OPENED, self._opened_payload(), inp.actor)],
+                    "opened",
+                )
+                for unit in self._units(0):
+                    await self._start_forum(0, unit)
+        if self.pokir_open:
+            self.tasks.append(asyncio.create_task(self._pokir_freeze()))
+        while self.result is None:
+            await workflow.wait_condition(
+                lambda: self.result is not None or bool(self.reports) or self._long()
             )
-            for unit in self._units(0):
-                await self._start_forum(0, unit)
-        self.tasks.append(asyncio.create_task(self._pokir_freeze()))
-        await workflow.wait_condition(lambda: self.result is not None)
+            if self.reports:
+                async with self.lock:
+                    while self.reports and self.result is None:
+                        report = self.reports.pop(0)
+                        await self._route(self.inp.stages.index(report.stage), report)
+            elif self.result is None:
+                # every update and signal handled first, so nothing is lost in between
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self.reports:
+                    workflow.continue_as_new(self._next_run())
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
+
+    def _long(self) -> bool:
+        """Whether this run's history should end here and go on in a new run."""
+        if not self.by_signal:
+            return False
+        info = workflow.info()
+        limit = self.inp.continue_after or CONTINUE_AFTER
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
+
+    def _next_run(self) -> CycleInput:
+        carried = {
+            "inbox": [
+                {unit: [i.wire() for i in items] for unit, items in box.items()}
+                for box in self.inbox
+            ],
+            "closed": [sorted(units) for units in self.closed],
+            "started": [sorted(units) for units in self.started],
+            "opened_stages": sorted(self.opened_stages),
+            "pokir_open": self.pokir_open,
+            "pokir": {opd: [i.wire() for i in items] for opd, items in self.pokir.items()},
+            "runs": int((self.inp.carried or {}).get("runs", 1)) + 1,
+        }
+        fields = {k: v for k, v in vars(self.inp).items() if k != "carried"}
+        return CycleInput(**fields, carried=carried)
+
+    def _take(self, carried: dict[str, Any]) -> None:
+        self.inbox = [
+            {unit: [Incoming.of(r) for r in rows] for unit, rows in box.items()}
+            for box in carried["inbox"]
+        ]
+        self.closed = [set(units) for units in carried["closed"]]
+        self.started = [set(units) for units in carried["started"]]
+        self.opened_stages = set(carried["opened_stages"])
+        self.pokir_open = bool(carried["pokir_open"])
+        self.pokir = {opd: [Incoming.of(r) for r in rows] for opd, rows in carried["pokir"].items()}
+
+    def _opened_payload(self) -> dict[str, Any]:
+        inp = self.inp
+        payload: dict[str, Any] = {
+            "cycle_id": inp.cycle_id,
+            "region": inp.region,
+            "name": inp.region_name,
+            "year": inp.year,
+            "template": inp.template,
+            "stages": inp.stages,
+            "deadlines": inp.deadlines,
+            "pokir_deadline": inp.pokir_deadline,
+        }
+        if inp.profile:  # the profile it was planned with, and the names people read
+            payload.update(profile=inp.profile, stage_defs=inp.stage_defs, names=inp.names)
+        return payload
+
+    @workflow.signal
+    def forum_closed(self, result: ForumResult) -> None:
+        """A forum of this cycle has closed (sent by the forum, to whichever run is
+        current); a report already routed is ignored."""
+        stage = self.inp.stages.index(result.stage) if result.stage in self.inp.stages else -1
+        fresh = all(r.forum_id != result.forum_id for r in self.reports)
+        if stage >= 0 and result.unit not in self.closed[stage] and fresh:
+            self.reports.append(result)
 
     def _result(self) -> CycleResult:
         if self.result is None:
@@ -97,21 +178,7 @@ class CycleWorkflow:
         return self.result
 
     def _units(self, stage: int) -> list[str]:
-        level = self.levels[stage]
-        if level is Level.CITY:
-            return [self.inp.region]
-        if level is Level.OPD:
-            return list(self.inp.opds)
-        return list(self.inp.units[level.value])
-
-    def _feeders(self, stage: int, unit: str) -> set[str]:
-        """The forums of the stage before that must close before `unit` opens at `stage`."""
-        prev = stage - 1
-        if self.levels[stage] is Level.KECAMATAN and self.levels[prev] is Level.KELURAHAN:
-            return {u for u in self._units(prev) if u.rsplit(".", 1)[0] == unit}
-        if self.levels[stage] == self.levels[prev] and self.levels[stage] is not Level.CITY:
-            return {unit}
-        return set(self._units(prev))
+        return units_at(self.levels[stage], self.inp.units, self.inp.opds, self.inp.region)
 
     async def _start_forum(self, stage: int, unit: str) -> None:
         slug = self.inp.stages[stage]
@@ -120,21 +187,39 @@ class CycleWorkflow:
             await self.rec.record(
                 [
                     self.rec.cycle_event(
-                        "StageOpened", {"stage": slug, "name": STAGES[slug].name}, system=True
+                        ET.STAGE_OPENED,
+                        {"stage": slug, "name": self.stages[stage].name},
+                        system=True,
                     )
                 ],
                 f"stage:{slug}",
             )
         self.started[stage].add(unit)
         incoming = self.inbox[stage].pop(unit, [])
-        if slug == POKIR_STAGE:
+        if slug == self.pokir_stage:
             incoming += self.pokir.pop(unit, [])
+        handle = await workflow.start_child_workflow(
+            ForumWorkflow.run,
+            self._forum_input(stage, unit, incoming),
+            id=forum_workflow_id(self.inp.cycle_id, slug, unit),
+            parent_close_policy=(
+                ParentClosePolicy.ABANDON if self.by_signal else ParentClosePolicy.TERMINATE
+            ),
+        )
+        if not self.by_signal:
+            self.tasks.append(asyncio.create_task(self._when_closed(stage, handle)))
+
+    def _forum_input(self, stage: int, unit: str, incoming: list[Incoming]) -> ForumInput:
+        slug = self.inp.stages[stage]
         last = stage == len(self.inp.stages) - 1
-        inp = ForumInput(
+        level = self.levels[stage]
+        profiled = bool(self.inp.profile)
+        pagu = self.inp.pagu_units.get(slug, {}).get(unit, self.inp.pagu.get(slug))
+        return ForumInput(
             cycle_id=self.inp.cycle_id,
             city=self.inp.region,
             stage=slug,
-            level=self.levels[stage].value,
+            level=level.value,
             unit=unit,
             next_stage=None if last else self.inp.stages[stage + 1],
             next_level=None if last else self.levels[stage + 1].value,
@@ -146,18 +231,30 @@ class CycleWorkflow:
                 auto_close_policy=self.inp.auto_close_policy,
                 timer_may_close=self.inp.timer_closes.get(slug, True),
             ),
-            pagu=self.inp.pagu.get(slug),
+            pagu=pagu,
             intake=stage == 0,
             incoming=[i.wire() for i in incoming],
             opds=self.inp.opds,
+            routes=self.inp.routes if stage == 0 else {},
+            reason_codes=self.inp.reason_codes,
+            # the nomenclature goes to the forums that assign (the OPDs'), and the city's
+            sub_kegiatan=(
+                (self.inp.sub_kegiatan if level in (Level.OPD, Level.CITY) else {})
+                if profiled
+                else None
+            ),
+            chair=self._chair(stage, unit) if profiled else None,
+            unit_name=self.inp.names.get(unit) if profiled else None,
+            report_to=cycle_workflow_id(self.inp.cycle_id) if self.by_signal else None,
         )
-        handle = await workflow.start_child_workflow(
-            ForumWorkflow.run,
-            inp,
-            id=f"forum-{forum_id(self.inp.cycle_id, slug, unit)}",
-            parent_close_policy=ParentClosePolicy.TERMINATE,
-        )
-        self.tasks.append(asyncio.create_task(self._when_closed(stage, handle)))
+
+    def _chair(self, stage: int, unit: str) -> str:
+        """Who chairs the forum: the OPD's own chair at an OPD stage, else the stage's."""
+        if self.levels[stage] is Level.OPD:
+            for opd in self.inp.profile.get("opds", []):
+                if opd.get("slug") == unit and opd.get("chair"):
+                    return str(opd["chair"])
+        return self.stages[stage].chaired_by
 
     def _deadline(self, slug: str) -> str:
         deadline = datetime.fromisoformat(self.inp.deadlines[slug])
@@ -186,13 +283,13 @@ class CycleWorkflow:
     async def _open_ready(self, stage: int) -> None:
         """Opens every forum of `stage` whose feeders have all closed."""
         skipped = False
+        previous = self._units(stage - 1)
         for unit in self._units(stage):
-            if (
-                unit in self.started[stage]
-                or not self._feeders(stage, unit) <= self.closed[stage - 1]
-            ):
+            waits_for = feeders(self.levels[stage], self.levels[stage - 1], unit, previous)
+            if unit in self.started[stage] or not waits_for <= self.closed[stage - 1]:
                 continue
-            has_pokir = self.inp.stages[stage] == POKIR_STAGE and bool(self.pokir.get(unit))
+            slug = self.inp.stages[stage]
+            has_pokir = slug == self.pokir_stage and bool(self.pokir.get(unit))
             if (
                 self.levels[stage] is Level.OPD
                 and not self.inbox[stage].get(unit)
@@ -216,7 +313,7 @@ class CycleWorkflow:
             "total_cost": total,
         }
         await self.rec.record(
-            [self.rec.cycle_event("RkpdAdopted", payload, system=True)], "adopted"
+            [self.rec.cycle_event(ET.RKPD_ADOPTED, payload, system=True)], "adopted"
         )
         self.result = CycleResult(self.inp.cycle_id, items, total, result.perkada)
         search.publish(region=self.inp.region, cycle=self.inp.cycle_id, status="adopted")
@@ -231,7 +328,7 @@ class CycleWorkflow:
             await self.rec.record(
                 [
                     self.rec.cycle_event(
-                        "PokirWindowClosed",
+                        ET.POKIR_WINDOW_CLOSED,
                         {"deadline": self.inp.pokir_deadline, "held": count},
                         system=True,
                     )
@@ -247,30 +344,30 @@ class CycleWorkflow:
     async def _submit_pokir(self, req: PokirRequest) -> CommandResult:
         async with self.lock:
             self._check_pokir(req)
+            stage = self.pokir_stage or ""
             events, ids = [], []
             late: dict[str | None, list[Incoming]] = {}
             held: list[Incoming] = []
             for draft in drafts(req.proposals):
                 pid = new_proposal_id()
-                opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
-                details = draft_details(draft, opd)
+                opd = route_opd(draft.opd, draft.bidang, self.routes)
                 payload = {
                     "proposal_id": pid,
                     "receipt": receipt_code(pid),
                     "cycle_id": self.inp.cycle_id,
-                    "stage": POKIR_STAGE,
+                    "stage": stage,
                     "unit": opd,
                     "kind": "pokir",
-                    "details": details,
+                    "details": draft_details(draft, opd),
                     "proposer": {
                         "member": req.actor.subject,
                         "fraksi": req.actor.fraksi,
                         "dapil": req.dapil,
                     },
                 }
-                events.append(self.rec.proposal_event(pid, "PokirSubmitted", payload, req.actor))
+                events.append(self.rec.proposal_event(pid, ET.POKIR_SUBMITTED, payload, req.actor))
                 item = Incoming(pid, draft.cost, opd, "pokir")
-                if opd in self.started[self.inp.stages.index(POKIR_STAGE)]:
+                if opd in self.started[self.inp.stages.index(stage)]:
                     late.setdefault(opd, []).append(item)
                 else:
                     held.append(item)
@@ -281,7 +378,7 @@ class CycleWorkflow:
                 self.pokir.setdefault(item.opd or "", []).append(item)
             for opd, items in late.items():
                 handle = workflow.get_external_workflow_handle(
-                    f"forum-{forum_id(self.inp.cycle_id, POKIR_STAGE, opd or '')}"
+                    forum_workflow_id(self.inp.cycle_id, stage, opd or "")
                 )
                 await handle.signal(ForumWorkflow.receive, [i.wire() for i in items])
             return CommandResult(seqs, ids, [receipt_code(p) for p in ids])
@@ -296,24 +393,17 @@ class CycleWorkflow:
         check_texts({"dapil": req.dapil, "fraksi": req.actor.fraksi or ""})
         if req.actor.role not in ("dprd", "admin"):
             raise Forbidden("only DPRD members submit pokir")
-        if POKIR_STAGE not in self.inp.stages:
-            raise Refused("this cycle's template has no Forum PD")
+        if self.pokir_stage is None:
+            raise Refused("this cycle's stages take no pokir (no Forum Perangkat Daerah)")
         if not self.pokir_open:
             raise Conflict(f"pokir are frozen since {self.inp.pokir_deadline}")
         if not req.proposals or not req.dapil.strip():
             raise Refused("pokir need the dapil and at least one usulan")
-        pd = self.inp.stages.index(POKIR_STAGE)
-        seen: set[str] = set()
-        for n, draft in enumerate(drafts(req.proposals), start=1):
-            problem = validate_draft(draft, self.inp.opds)
-            if problem:
-                raise Refused(f"pokir {n}: {problem}")
-            ref = draft.client_reference
-            if ref and ref in seen:
-                raise Refused(f"pokir {n}: reference {ref} is given twice in this batch")
-            if ref:
-                seen.add(ref)
-            opd = route_opd(draft.opd, draft.bidang, self.inp.opds)
+        batch = drafts(req.proposals)
+        check_batch(batch, self.inp.opds, self.routes, {}, what="pokir")
+        pd = self.inp.stages.index(self.pokir_stage)
+        for n, draft in enumerate(batch, start=1):
+            opd = route_opd(draft.opd, draft.bidang, self.routes)
             if opd in self.closed[pd]:
                 raise Conflict(f"pokir {n}: the Forum PD of {opd} has already closed")
 
@@ -333,3 +423,13 @@ class CycleWorkflow:
         status = "adopted" if self.result else "running"
         items = len(self.result.rkpd_items) if self.result else 0
         return CycleView(self.inp.cycle_id, status, open_forums, closed, self.pokir_open, items)
+
+
+def _stages(inp: CycleInput) -> list[Stage]:
+    """The cycle's stages as its plan defined them (built-in ones for plans from before)."""
+    if inp.stage_defs:
+        return [
+            Stage(d["slug"], d["name"], Level(d["level"]), d["chaired_by"], d["timer_may_close"])
+            for d in inp.stage_defs
+        ]
+    return [STAGES[s] for s in inp.stages]

@@ -16,16 +16,17 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.access import system_actor
-    from musrenbang.domain.errors import Refused
-    from musrenbang.domain.opd import KOTA_TANGERANG, opd_for
-    from musrenbang.domain.stages import Level
-    from musrenbang.domain.usulan import usulan_problem
+    from musrenbang.domain.catalogue import (
+        cycle_stream,
+        forum_stream,
+        notification_workflow_id,
+        proposal_stream,
+    )
     from musrenbang.workflows.contracts import (
         ActorRef,
         CheckpointInput,
         EventSpec,
         NotifyInput,
-        ProposalDraft,
         RecordInput,
     )
 
@@ -96,7 +97,7 @@ class Recorder:
         actor: ActorRef | None = None,
         system: bool = False,
     ) -> EventSpec:
-        return self.event(f"forum:{self.owner_id}", type_, payload, actor, system)
+        return self.event(forum_stream(self.owner_id), type_, payload, actor, system)
 
     def cycle_event(
         self,
@@ -105,7 +106,7 @@ class Recorder:
         actor: ActorRef | None = None,
         system: bool = False,
     ) -> EventSpec:
-        return self.event(f"cycle:{self.cycle_id}", type_, payload, actor, system)
+        return self.event(cycle_stream(self.cycle_id), type_, payload, actor, system)
 
     def proposal_event(
         self,
@@ -117,7 +118,7 @@ class Recorder:
     ) -> EventSpec:
         if self.stage is not None:
             payload = {"stage": self.stage, "unit": self.unit, **payload}
-        return self.event(f"proposal:{pid}", type_, payload, actor, system)
+        return self.event(proposal_stream(pid), type_, payload, actor, system)
 
     async def record(self, events: list[EventSpec], cause: str) -> list[int]:
         """Appends `events`; `cause` names what produced them (an update id, a timer)."""
@@ -196,7 +197,7 @@ class Recorder:
             await workflow.start_child_workflow(
                 "NotificationWorkflow",
                 inp,
-                id=f"notify-{inp.idempotency_key.removesuffix(':delivered')}",
+                id=notification_workflow_id(inp.idempotency_key),
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
 
@@ -207,61 +208,7 @@ def plain(obj: Any) -> dict[str, Any]:
     return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
-def drafts(rows: list[dict[str, Any]]) -> list[ProposalDraft]:
-    """Submitted usulan as drafts; a field no draft has is refused with its name."""
-    out = []
-    for n, row in enumerate(rows, start=1):
-        try:
-            out.append(ProposalDraft(**row))
-        except TypeError as exc:
-            raise Refused(f"usulan {n}: {exc}") from None
-    return out
-
-
-def route(next_level: Level, unit: str, opd: str | None, city: str) -> str:
-    """Where a forwarded usulan goes: kelurahan to its kecamatan, kecamatan to the OPD it
-    is assigned to, OPD forums to the city."""
-    if next_level is Level.KECAMATAN:
-        return unit if unit.count(".") == 2 else unit.rsplit(".", 1)[0]
-    if next_level is Level.OPD:
-        return opd or "bappeda"
-    return city
-
-
-def draft_details(draft: ProposalDraft, opd: str | None) -> dict[str, Any]:
-    """What an usulan's submission records of it: the fields given, and its OPD."""
-    details = {
-        k: v
-        for k, v in plain(draft).items()
-        if v is not None and k not in ("proposal_id", "reference")
-    }
-    details["opd"] = opd
-    if draft.client_reference:
-        details["reference"] = draft.client_reference
-    return details
-
-
 def new_proposal_id() -> str:
     """An usulan's id: server-assigned, unique across regions and cycles. A client's own
     reference never becomes a stream or a key (it is unique within its cycle only)."""
     return str(workflow.uuid4())
-
-
-def route_opd(opd: str | None, bidang: str, opds: list[str]) -> str | None:
-    """The OPD an usulan is for: the one named, else the city's OPD for its bidang."""
-    if opd:
-        return opd
-    found = opd_for(bidang, KOTA_TANGERANG)
-    return found if found in opds else None
-
-
-def validate_draft(draft: ProposalDraft, opds: list[str]) -> str | None:
-    """Why a submitted usulan is refused, or None (its texts are checked apart, by
-    `check_texts`, in the update's validator): the one usulan validator of the domain,
-    and an OPD that will hold a Forum PD for it."""
-    problem = usulan_problem(plain(draft), opds)
-    if problem:
-        return problem
-    if route_opd(draft.opd, draft.bidang, opds) is None:
-        return f"no OPD handles bidang {draft.bidang!r}; name the opd"
-    return None

@@ -8,7 +8,7 @@ import pytest
 
 from musrenbang.domain.access import Actor, escalation_target, may_decide, may_extend
 from musrenbang.domain.calendar import add_working_days, end_of_day, roll_forward
-from musrenbang.domain.decisions import Decision, Entry, ForumBook
+from musrenbang.domain.decisions import Decision, Entry, ForumBook, allowed_kinds
 from musrenbang.domain.regions import UnknownRegion, load_region
 from musrenbang.domain.stages import Level, template
 from musrenbang.planning import CyclePlan, cycle_input, holidays_for
@@ -68,8 +68,11 @@ def test_cycle_deadlines_fall_on_working_days_in_stage_order() -> None:
         cycle_input(CyclePlan(region="36.71", year=2028, deadlines={"kecamatan": "2027-01-05"}))
 
 
+LEVELS = {"kelurahan": Level.KELURAHAN, "forum-pd": Level.OPD, "kota": Level.CITY}
+
+
 def _book(pagu: int | None = 300, stage: str = "kelurahan") -> ForumBook:
-    book = ForumBook(stage, pagu)
+    book = ForumBook(stage, pagu, allowed_kinds(LEVELS.get(stage, Level.CITY), stage == "rkpd"))
     book.entries = {
         "a": Entry(100, "dinas-pupr"),
         "b": Entry(150, "dinas-pupr"),
@@ -129,7 +132,7 @@ def test_stage_specific_decisions() -> None:
     pd = _book(stage="forum-pd")
     assert (
         pd.check(
-            [Decision("a", "assign", opd_akhir="dinas-pupr", sub_kegiatan="1.03.10.2.01.0001")],
+            [Decision("a", "assign", opd_akhir="dinas-pupr", sub_kegiatan="1.03.10.2.01.0055")],
             frozenset({"dinas-pupr"}),
         )
         == []

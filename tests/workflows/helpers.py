@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
 
 from musrenbang.domain.calendar import fixed_holidays
-from musrenbang.domain.stages import forum_id
+from musrenbang.domain.catalogue import forum_id
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
     ActorRef,
@@ -166,7 +166,7 @@ async def drive_cycle(
             coordinator(opd),
             [
                 *[
-                    DecisionRequest(p, "assign", opd_akhir=opd, sub_kegiatan="1.03.10.2.01.0001")
+                    DecisionRequest(p, "assign", opd_akhir=opd, sub_kegiatan="1.03.10.2.01.0055")
                     for p in ids
                 ],
                 *[DecisionRequest(p, "accept") for p in ids],

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from musrenbang.domain.stages import forum_id
+from musrenbang.domain.catalogue import forum_id
 from musrenbang.workflows.contracts import CycleInput
 
 HERE = Path(__file__).parent
