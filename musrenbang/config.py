@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     log_signing_key_file: Path | None = None
     checkpoint_interval_minutes: int = 10  # the schedule's checkpoints while the log grows
 
+    # A Bappeda's own region profiles (`<region>.json`) and sub-kegiatan catalogues
+    # (`nomenclature/<name>.json`), over the ones shipped in the package.
+    profiles_dir: Path | None = None
+
     log_format: Literal["console", "json"] | None = None
     log_level: str = "INFO"
 

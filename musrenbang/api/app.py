@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang import __version__
-from musrenbang.api import commands, errors, forums, logs, reads
+from musrenbang.api import commands, errors, forums, logs, profiles, reads
 from musrenbang.api.health import address_problem, health_checks
 from musrenbang.config import Settings
 from musrenbang.logging import get_logger
@@ -100,5 +100,6 @@ def create_app(
     api.include_router(reads.router)
     api.include_router(forums.router)
     api.include_router(logs.router)
+    api.include_router(profiles.router)
     app.include_router(api)
     return app

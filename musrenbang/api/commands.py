@@ -187,6 +187,8 @@ async def create_cycle(
         grace_working_days=body.grace_working_days,
         auto_close_policy=body.auto_close_policy,
         holidays=[d.isoformat() for d in body.holidays],
+        profile=body.profile,
+        profiles_dir=settings.profiles_dir,
     )
     try:
         inp = cycle_input(plan, actor)

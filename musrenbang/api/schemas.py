@@ -36,7 +36,17 @@ DeadlineText = Annotated[str, Field(min_length=10, max_length=40)]
 class CycleCreate(Body):
     region: str = Field(pattern=r"^\d{2}\.\d{2}$", examples=["36.71"])
     year: StrictInt = Field(ge=2024, le=2100, examples=[2028])
-    template: Literal["default", "tanpa-kelurahan", "sipd"] = "default"
+    template: Literal["default", "tanpa-kelurahan", "sipd"] | None = Field(
+        default=None, description="a stage template, replacing the profile's stage graph"
+    )
+    profile: Annotated[str, Field(pattern=r"^\d{2}\.\d{2}$")] | dict[str, Any] | None = Field(
+        default=None,
+        description='the region profile: a shipped region\'s code ("36.71", "36.74"), or an'
+        ' object with at least "opds": [{"slug", "name", "bidang": [...]}] and optionally'
+        ' "stages", "pokir_stage", "pagu", "reason_codes", "calendar", "nomenclature" or'
+        ' "sub_kegiatan" (README, "Region profiles"); unset: the region\'s own, else the default',
+        examples=["36.71"],
+    )
     deadlines: dict[str, DeadlineText] = Field(
         default_factory=dict,
         max_length=10,

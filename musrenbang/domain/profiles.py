@@ -103,10 +103,13 @@ def parse_profile(
         raise ProfileError(f"a profile has no {', '.join(unknown)}; its keys: {', '.join(KEYS)}")
     if base is None and "opds" not in data:
         raise ProfileError('a profile needs "opds": [{"slug", "name", "bidang": [...]}]')
-    opds = _opds(data["opds"]) if "opds" in data else base.opds  # type: ignore[union-attr]
-    template, stages = (
-        _stages(data["stages"]) if "stages" in data else (base.template, base.stages)  # type: ignore[union-attr]
-    )
+    opds = _opds(data["opds"]) if "opds" in data or base is None else base.opds
+    if "stages" in data:
+        template, stages = _stages(data["stages"])
+    elif base is not None:
+        template, stages = base.template, base.stages
+    else:
+        template, stages = _stages("default")
     slugs = [s.slug for s in stages]
     pokir = data.get("pokir_stage", base.pokir_stage if base else "forum-pd")
     if pokir is not None and not isinstance(pokir, str):

@@ -124,6 +124,9 @@ def evolve_forum(state: State | None, event_type: str, payload: dict[str, Any]) 
             pagu=payload.get("pagu"),
             status="open",
         )
+        for key in ("unit_name", "chaired_by"):
+            if key in payload:
+                new[key] = payload[key]
     elif event_type == ET.DEADLINE_EXTENDED:
         new["deadline"] = payload["new_deadline"]
         new["status"] = "open"
@@ -150,6 +153,9 @@ def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) 
             stages=payload.get("stages", []),
             status="open",
         )
+        for key in ("name", "profile", "stage_defs", "names"):  # names: units, OPDs
+            if key in payload:
+                new[key] = payload[key]
     elif event_type == ET.STAGE_OPENED:
         new["current_stage"] = payload["stage"]
         new.setdefault("opened_stages", []).append(payload["stage"])

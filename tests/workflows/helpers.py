@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.catalogue import forum_id
@@ -17,6 +19,7 @@ from musrenbang.workflows.contracts import (
     BeritaAcara,
     CloseRequest,
     CycleInput,
+    CycleView,
     DecideRequest,
     DecisionRequest,
     ForumView,
@@ -66,13 +69,26 @@ def ba(**kw: Any) -> BeritaAcara:
     )
 
 
+async def cycle_view(cycle: WorkflowHandle[Any, Any]) -> CycleView:
+    """The cycle's live view. A query sent while the cycle continues as new can go
+    unanswered until its deadline: it is asked again."""
+    while True:
+        try:
+            view: CycleView = await cycle.query(
+                CycleWorkflow.view, rpc_timeout=timedelta(seconds=2)
+            )
+            return view
+        except RPCError:
+            await asyncio.sleep(0.05)
+
+
 async def forum_handle(
     client: Client, cycle: WorkflowHandle[Any, Any], inp: CycleInput, stage: str, unit: str
 ) -> WorkflowHandle[Any, Any]:
     """Waits (without advancing time) until the forum is open, then returns it."""
     fid = forum_id(inp.cycle_id, stage, unit)
     for _ in range(600):
-        view = await cycle.query(CycleWorkflow.view)
+        view = await cycle_view(cycle)
         if fid in view.open_forums:
             return client.get_workflow_handle(f"forum-{fid}")
         await asyncio.sleep(0.05)
@@ -155,7 +171,7 @@ async def drive_cycle(
         await close(forum, coordinator(kec))
     bappeda = coordinator(inp.region)
     for opd in inp.opds:
-        view = await cycle.query(CycleWorkflow.view)
+        view = await cycle_view(cycle)
         fid = forum_id(inp.cycle_id, "forum-pd", opd)
         if fid not in view.open_forums and fid in view.closed_forums:
             continue
