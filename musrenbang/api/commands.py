@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -35,6 +34,7 @@ from musrenbang.api.schemas import (
 from musrenbang.domain.access import Role
 from musrenbang.domain.regions import UnknownRegion
 from musrenbang.domain.stages import STAGES, forum_id
+from musrenbang.events import queries
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
     BeritaAcara,
@@ -143,17 +143,13 @@ async def _not_running(engine: Any, fid: str) -> ApiError:
     """Why a forum's workflow did not take a command: closed (409), never opened (404),
     or stopped while the log says it is open (503, for an operator)."""
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT status FROM read.forums WHERE forum_id = :f"), {"f": fid}
-            )
-        ).first()
-    if row is None:
+        status = await queries.forum_status(conn, fid)
+    if status is None:
         return ApiError(404, "NotFound", f"the forum {fid} is not open (it never opened)")
-    if row.status == "closed":
+    if status == "closed":
         return ApiError(409, "Conflict", f"the forum {fid} is closed")
     return ApiError(
-        503, "Unavailable", f"the forum {fid} is {row.status} but its workflow is not running"
+        503, "Unavailable", f"the forum {fid} is {status} but its workflow is not running"
     )
 
 

@@ -11,13 +11,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from lokal import wilayah
-from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from musrenbang.api.auth import CurrentActor, cycle_region, require_read
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import not_found
 from musrenbang.domain.opd import KOTA_TANGERANG
+from musrenbang.events import queries
+from musrenbang.events.queries import ForumRow
 
 router = APIRouter()
 CYCLE_ID = r"^\d{2}\.\d{2}-\d{4}$"
@@ -55,7 +56,7 @@ async def stuck_workflows(client: Client, cycle_id: str) -> dict[str, str] | Non
         return None  # the time-skipping test server and a down Temporal have no visibility
 
 
-def _status(row: Any, stuck: dict[str, str], now: datetime) -> str:
+def _status(row: ForumRow, stuck: dict[str, str], now: datetime) -> str:
     if row.forum_id in stuck and row.status != "closed":
         return "stuck"
     deadline = row.state.get("deadline")
@@ -76,24 +77,12 @@ async def list_forums(
 ) -> dict[str, Any]:
     """Every forum the cycle has opened, newest state first by stage and unit."""
     require_read(actor, cycle_region(cycle_id))
-    known = (
-        await conn.execute(text("SELECT 1 FROM read.cycles WHERE cycle_id = :c"), {"c": cycle_id})
-    ).first()
-    if known is None:
+    if not await queries.cycle_exists(conn, cycle_id):
         raise not_found(f"cycle {cycle_id}")
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT forum_id, stage, unit, status, state, last_seq FROM read.forums"
-                " WHERE cycle_id = :c AND (CAST(:s AS text) IS NULL OR stage = :s)"
-                " AND (CAST(:u AS text) IS NULL OR starts_with(unit, :u)) ORDER BY stage, unit"
-            ),
-            {"c": cycle_id, "s": stage, "u": unit_prefix},
-        )
-    ).all()
+    rows = await queries.cycle_forums(conn, cycle_id, stage, unit_prefix)
     stuck = await stuck_workflows(client, cycle_id)
     now = datetime.now(UTC)
-    forums = []
+    forums: list[dict[str, Any]] = []
     for row in rows:
         shown = _status(row, stuck or {}, now)
         if status is not None and shown != status:

@@ -15,7 +15,7 @@ from fastapi.responses import PlainTextResponse, Response
 from musrenbang.api.auth import CurrentActor, may_read, require_read
 from musrenbang.api.deps import ConnDep
 from musrenbang.api.errors import ApiError, not_found
-from musrenbang.events import checkpoints, evidence, tree
+from musrenbang.events import checkpoints, evidence, queries, tree
 from musrenbang.events.db import driver_connection
 
 router = APIRouter()
@@ -51,17 +51,10 @@ def _b64(data: bytes) -> str:
 @router.get("/logs")
 async def list_logs(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
     """The logs this token reads: each one's size and its latest checkpoint's size."""
-    driver = await driver_connection(conn)
-    rows = await (
-        await driver.execute(
-            "SELECT l.log_id, l.head_seq, (SELECT max(size) FROM audit.checkpoints c"
-            " WHERE c.log_id = l.log_id) FROM audit.logs l ORDER BY l.log_id"
-        )
-    ).fetchall()
     return {
         "logs": [
             {"log_id": log_id, "size": size, "checkpoint_size": signed}
-            for log_id, size, signed in rows
+            for log_id, size, signed in await queries.log_sizes(conn)
             if may_read(actor, log_id)
         ]
     }
@@ -150,16 +143,10 @@ async def get_evidence(
     """The usulan's whole history (lineage included), each record with its leaf index and
     its inclusion proof against the log's latest signed checkpoint, and that checkpoint.
     Check it offline: `musrenbang audit verify-evidence FILE --key VKEY`."""
-    driver = await driver_connection(conn)
-    row = await (
-        await driver.execute(
-            "SELECT log_id FROM audit.events WHERE stream = %s LIMIT 1",
-            (f"proposal:{proposal_id}",),
-        )
-    ).fetchone()
-    if row is None or not may_read(actor, row[0]):
+    log_id = await queries.proposal_log(conn, proposal_id)
+    if log_id is None or not may_read(actor, log_id):
         raise not_found(f"usulan {proposal_id}")
-    log_id = row[0]
+    driver = await driver_connection(conn)
     latest = await checkpoints.latest(driver, log_id)
     if latest is None:
         raise ApiError(

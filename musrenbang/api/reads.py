@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import text
 
 from musrenbang.api.auth import CurrentActor, cycle_region, may_read, require_read
 from musrenbang.api.deps import ConnDep
@@ -24,26 +23,16 @@ router = APIRouter()
 
 
 async def _cycle_state(conn: Any, cycle_id: str) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            text("SELECT status, state, last_seq FROM read.cycles WHERE cycle_id = :c"),
-            {"c": cycle_id},
-        )
-    ).first()
-    if row is None:
+    state = await queries.cycle_state(conn, cycle_id)
+    if state is None:
         raise not_found(f"cycle {cycle_id}")
-    return {**row.state, "status": row.status, "last_seq": row.last_seq}
+    return state
 
 
 async def _proposal_region(conn: Any, proposal_id: str, actor: Any) -> None:
     """An usulan outside the token's regions is, to that token, not there."""
-    row = (  # from the log itself, not a read model
-        await conn.execute(
-            text("SELECT log_id FROM audit.events WHERE stream = :s LIMIT 1"),
-            {"s": f"proposal:{proposal_id}"},
-        )
-    ).first()
-    if row is not None and not may_read(actor, row.log_id):
+    log_id = await queries.proposal_log(conn, proposal_id)  # from the log, not a read model
+    if log_id is not None and not may_read(actor, log_id):
         raise not_found(f"usulan {proposal_id}")
 
 
@@ -51,13 +40,7 @@ async def _proposal_region(conn: Any, proposal_id: str, actor: Any) -> None:
 async def get_cycle(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
     require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
-    forums = await conn.execute(
-        text(
-            "SELECT stage, status, count(*) AS n FROM read.forums WHERE cycle_id = :c GROUP BY 1, 2"
-        ),
-        {"c": cycle_id},
-    )
-    state["forums"] = [{"stage": r.stage, "status": r.status, "count": r.n} for r in forums]
+    state["forums"] = await queries.forum_counts(conn, cycle_id)
     return state
 
 
@@ -67,27 +50,10 @@ async def get_forum(
 ) -> dict[str, Any]:
     require_read(actor, cycle_region(cycle_id))
     fid = forum_id(cycle_id, stage, unit)
-    row = (
-        await conn.execute(
-            text("SELECT status, state, last_seq FROM read.forums WHERE forum_id = :f"), {"f": fid}
-        )
-    ).first()
-    if row is None:
+    state = await queries.forum_state(conn, fid)
+    if state is None:
         raise not_found(f"forum {fid}")
-    held = await conn.execute(
-        text(
-            "SELECT proposal_id, status, state->'details'->>'masalah' AS masalah, "
-            "(state->'details'->>'cost')::bigint AS cost FROM read.proposals "
-            "WHERE cycle_id = :c AND stage = :s AND unit = :u ORDER BY proposal_id"
-        ),
-        {"c": cycle_id, "s": stage, "u": unit},
-    )
-    return {
-        **row.state,
-        "status": row.status,
-        "last_seq": row.last_seq,
-        "proposals": [dict(r._mapping) for r in held],
-    }
+    return {**state, "proposals": await queries.held_proposals(conn, cycle_id, stage, unit)}
 
 
 @router.get("/proposals/{proposal_id}")
@@ -131,13 +97,7 @@ async def get_events(
     """The log as a cursor feed: pass the last `seq` you saw as `after`."""
     log_id = log or (cycle_region(cycle) if cycle else None)
     if log_id is None:
-        logs = [
-            name
-            for name in (
-                await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))
-            ).scalars()
-            if may_read(actor, name)
-        ]
+        logs = [name for name in await queries.log_ids(conn) if may_read(actor, name)]
         if len(logs) > 1:
             raise ApiError(
                 422, "ValidationError", f"name a log (one of {', '.join(logs)}) or a cycle"

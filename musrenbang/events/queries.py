@@ -1,8 +1,10 @@
-"""What auditors ask of the log: an usulan's state and history with its lineage, a cycle's
-funnel, integrity findings and a flat export. Reads only."""
+"""What coordinators and auditors ask of the log and its read models: a cycle, its forums
+and the usulan a forum holds; an usulan's state and history with its lineage; a cycle's
+funnel, integrity findings and a flat export; the logs and their sizes. Reads only."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +21,126 @@ EXITS = {
     "ProposalNotAccommodated": "not_accommodated",
     "ProposalNotDeliberated": "not_deliberated",
 }
+
+
+async def ping(conn: AsyncConnection) -> None:
+    """The cheapest statement the server answers (a health check)."""
+    await conn.execute(text("SELECT 1"))
+
+
+async def cycle_state(conn: AsyncConnection, cycle_id: str) -> State | None:
+    """The cycle's read model with its status and last seq; None: no such cycle."""
+    row = (
+        await conn.execute(
+            text("SELECT status, state, last_seq FROM read.cycles WHERE cycle_id = :c"),
+            {"c": cycle_id},
+        )
+    ).first()
+    return None if row is None else {**row.state, "status": row.status, "last_seq": row.last_seq}
+
+
+async def cycle_exists(conn: AsyncConnection, cycle_id: str) -> bool:
+    row = (
+        await conn.execute(text("SELECT 1 FROM read.cycles WHERE cycle_id = :c"), {"c": cycle_id})
+    ).first()
+    return row is not None
+
+
+async def forum_counts(conn: AsyncConnection, cycle_id: str) -> list[dict[str, Any]]:
+    """How many forums of the cycle are at each stage and status."""
+    rows = await conn.execute(
+        text(
+            "SELECT stage, status, count(*) AS n FROM read.forums WHERE cycle_id = :c GROUP BY 1, 2"
+        ),
+        {"c": cycle_id},
+    )
+    return [{"stage": r.stage, "status": r.status, "count": r.n} for r in rows]
+
+
+async def forum_state(conn: AsyncConnection, fid: str) -> State | None:
+    """The forum's read model with its status and last seq; None: it never opened."""
+    row = (
+        await conn.execute(
+            text("SELECT status, state, last_seq FROM read.forums WHERE forum_id = :f"), {"f": fid}
+        )
+    ).first()
+    return None if row is None else {**row.state, "status": row.status, "last_seq": row.last_seq}
+
+
+async def forum_status(conn: AsyncConnection, fid: str) -> str | None:
+    row = (
+        await conn.execute(text("SELECT status FROM read.forums WHERE forum_id = :f"), {"f": fid})
+    ).first()
+    return None if row is None else str(row.status)
+
+
+async def held_proposals(
+    conn: AsyncConnection, cycle_id: str, stage: str, unit: str
+) -> list[dict[str, Any]]:
+    """The usulan at a forum: id, status, masalah and cost."""
+    rows = await conn.execute(
+        text(
+            "SELECT proposal_id, status, state->'details'->>'masalah' AS masalah, "
+            "(state->'details'->>'cost')::bigint AS cost FROM read.proposals "
+            "WHERE cycle_id = :c AND stage = :s AND unit = :u ORDER BY proposal_id"
+        ),
+        {"c": cycle_id, "s": stage, "u": unit},
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+@dataclass(frozen=True)
+class ForumRow:
+    """A forum's read-model row."""
+
+    forum_id: str
+    stage: str
+    unit: str
+    status: str
+    state: State
+    last_seq: int
+
+
+async def cycle_forums(
+    conn: AsyncConnection, cycle_id: str, stage: str | None, unit_prefix: str | None
+) -> list[ForumRow]:
+    """The cycle's forums (of one stage, under a unit prefix), by stage and unit."""
+    rows = await conn.execute(
+        text(
+            "SELECT forum_id, stage, unit, status, state, last_seq FROM read.forums"
+            " WHERE cycle_id = :c AND (CAST(:s AS text) IS NULL OR stage = :s)"
+            " AND (CAST(:u AS text) IS NULL OR starts_with(unit, :u)) ORDER BY stage, unit"
+        ),
+        {"c": cycle_id, "s": stage, "u": unit_prefix},
+    )
+    return [ForumRow(**r._mapping) for r in rows]
+
+
+async def proposal_log(conn: AsyncConnection, pid: str) -> str | None:
+    """The log the usulan is recorded in, from the log itself (not a read model)."""
+    row = (
+        await conn.execute(
+            text("SELECT log_id FROM audit.events WHERE stream = :s LIMIT 1"),
+            {"s": f"proposal:{pid}"},
+        )
+    ).first()
+    return None if row is None else str(row.log_id)
+
+
+async def log_ids(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))
+    return [str(name) for name in rows.scalars()]
+
+
+async def log_sizes(conn: AsyncConnection) -> list[tuple[str, int, int | None]]:
+    """Each log with its size and the size of its latest checkpoint (None: none yet)."""
+    rows = await conn.execute(
+        text(
+            "SELECT l.log_id, l.head_seq, (SELECT max(size) FROM audit.checkpoints c"
+            " WHERE c.log_id = l.log_id) AS signed FROM audit.logs l ORDER BY l.log_id"
+        )
+    )
+    return [(r.log_id, r.head_seq, r.signed) for r in rows]
 
 
 async def proposal_state(
