@@ -23,6 +23,7 @@ from musrenbang.api.auth import CurrentActor, allow, cycle_region, require_write
 from musrenbang.api.deps import SettingsDep, TemporalDep
 from musrenbang.api.errors import ApiError
 from musrenbang.api.idempotency import claim
+from musrenbang.api.responses import CommandAnswer, CycleCreated, error_responses
 from musrenbang.api.schemas import (
     CloseBody,
     CycleCreate,
@@ -48,7 +49,7 @@ from musrenbang.workflows.contracts import (
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(400, 401, 403, 409, 422, 503))
 # How long a person's request waits for its update before it is told to send it again.
 UPDATE_WAIT = 30.0
 IdempotencyKey = Annotated[
@@ -162,7 +163,9 @@ def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[
     return handle
 
 
-@router.post("/cycles", status_code=201, dependencies=[allow(Role.ADMIN)])
+@router.post(
+    "/cycles", status_code=201, dependencies=[allow(Role.ADMIN)], response_model=CycleCreated
+)
 async def create_cycle(
     body: CycleCreate,
     actor: CurrentActor,
@@ -219,7 +222,12 @@ async def _start_cycle(client: Any, settings: Any, inp: Any) -> dict[str, Any]:
     }
 
 
-@router.post("/cycles/{cycle_id}/pokir", dependencies=[allow(Role.DPRD, Role.ADMIN)])
+@router.post(
+    "/cycles/{cycle_id}/pokir",
+    dependencies=[allow(Role.DPRD, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
+)
 async def submit_pokir(
     cycle_id: str,
     body: PokirBody,
@@ -244,6 +252,8 @@ async def submit_pokir(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/proposals",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def submit(
     cycle_id: str,
@@ -265,6 +275,8 @@ async def submit(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/decisions",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def decide(
     cycle_id: str,
@@ -286,6 +298,8 @@ async def decide(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/close",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def close(
     cycle_id: str,
@@ -313,6 +327,8 @@ async def close(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/deadline",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def extend(
     cycle_id: str,

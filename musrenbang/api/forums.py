@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from lokal import wilayah
@@ -16,11 +16,12 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from musrenbang.api.auth import CurrentActor, cycle_region, require_read
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import not_found
+from musrenbang.api.responses import ForumList, ForumListing, error_responses
 from musrenbang.domain.opd import KOTA_TANGERANG
 from musrenbang.events import queries
 from musrenbang.events.queries import ForumRow
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422, 503))
 CYCLE_ID = r"^\d{2}\.\d{2}-\d{4}$"
 LOOKUP_SECONDS = 3.0
 _FORUM_ID = re.compile(r"^forum-")
@@ -65,7 +66,7 @@ def _status(row: ForumRow, stuck: dict[str, str], now: datetime) -> str:
     return str(row.status)
 
 
-@router.get("/cycles/{cycle_id}/forums")
+@router.get("/cycles/{cycle_id}/forums", responses=error_responses(403, 404))
 async def list_forums(
     cycle_id: Annotated[str, Path(pattern=CYCLE_ID)],
     conn: ConnDep,
@@ -74,7 +75,7 @@ async def list_forums(
     status: Annotated[Literal["open", "overdue", "closed", "stuck"] | None, Query()] = None,
     stage: Annotated[str | None, Query(max_length=40)] = None,
     unit_prefix: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9.-]+$")] = None,
-) -> dict[str, Any]:
+) -> ForumList:
     """Every forum the cycle has opened, newest state first by stage and unit."""
     require_read(actor, cycle_region(cycle_id))
     if not await queries.cycle_exists(conn, cycle_id):
@@ -82,34 +83,30 @@ async def list_forums(
     rows = await queries.cycle_forums(conn, cycle_id, stage, unit_prefix)
     stuck = await stuck_workflows(client, cycle_id)
     now = datetime.now(UTC)
-    forums: list[dict[str, Any]] = []
+    forums: list[ForumListing] = []
     for row in rows:
         shown = _status(row, stuck or {}, now)
         if status is not None and shown != status:
             continue
+        escalated_to = row.state.get("escalated_to")
         forums.append(
-            {
-                "forum_id": row.forum_id,
-                "stage": row.stage,
-                "unit": row.unit,
-                "unit_name": unit_name(row.unit),
-                "status": shown,
-                "deadline": row.state.get("deadline"),
-                "escalated_to": row.state.get("escalated_to"),
-                "escalated_to_name": unit_name(row.state["escalated_to"])
-                if row.state.get("escalated_to")
-                else None,
-                "closed_by": row.state.get("closed_by"),
-                "workflow_status": (stuck or {}).get(row.forum_id),
-                "last_seq": row.last_seq,
-            }
+            ForumListing(
+                forum_id=row.forum_id,
+                stage=row.stage,
+                unit=row.unit,
+                unit_name=unit_name(row.unit),
+                status=shown,
+                deadline=row.state.get("deadline"),
+                escalated_to=escalated_to,
+                escalated_to_name=unit_name(escalated_to) if escalated_to else None,
+                closed_by=row.state.get("closed_by"),
+                workflow_status=(stuck or {}).get(row.forum_id),
+                last_seq=row.last_seq,
+            )
         )
     counts: dict[str, int] = {}
     for forum in forums:
-        counts[forum["status"]] = counts.get(forum["status"], 0) + 1
-    return {
-        "cycle_id": cycle_id,
-        "forums": forums,
-        "counts": counts,
-        "workflows_checked": stuck is not None,
-    }
+        counts[forum.status] = counts.get(forum.status, 0) + 1
+    return ForumList(
+        cycle_id=cycle_id, forums=forums, counts=counts, workflows_checked=stuck is not None
+    )
