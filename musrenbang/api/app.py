@@ -15,6 +15,7 @@ from temporalio.client import Client
 from musrenbang import __version__
 from musrenbang.api import commands, errors, forums, logs, profiles, reads
 from musrenbang.api.health import address_problem, health_checks
+from musrenbang.api.responses import HealthReport, error_responses
 from musrenbang.config import Settings
 from musrenbang.logging import get_logger
 from musrenbang.runtime import app_engine
@@ -82,8 +83,15 @@ def create_app(
 
     api = APIRouter(prefix="/api/v1")
 
-    @api.get("/health")
-    async def health(request: Request) -> JSONResponse:
+    @api.get(
+        "/health",
+        response_model_exclude_unset=True,
+        responses={
+            **error_responses(422),
+            503: {"model": HealthReport, "description": "PostgreSQL or Temporal is down"},
+        },
+    )
+    async def health(request: Request, response: Response) -> HealthReport:
         """PostgreSQL and Temporal, each checked within a bound; 503 names the one down."""
         checks = await health_checks(request.app.state.engine, request.app.state.temporal)
         down = [name for name, check in checks.items() if not check["ok"]]
@@ -94,7 +102,8 @@ def create_app(
         }
         if down:
             body["detail"] = f"{' and '.join(down)} did not answer"
-        return JSONResponse(body, status_code=503 if down else 200)
+            response.status_code = 503
+        return HealthReport.model_validate(body)
 
     api.include_router(commands.router)
     api.include_router(reads.router)

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -24,6 +23,7 @@ from musrenbang.api.auth import CurrentActor, allow, cycle_region, require_write
 from musrenbang.api.deps import SettingsDep, TemporalDep
 from musrenbang.api.errors import ApiError
 from musrenbang.api.idempotency import claim
+from musrenbang.api.responses import CommandAnswer, CycleCreated, error_responses
 from musrenbang.api.schemas import (
     CloseBody,
     CycleCreate,
@@ -33,8 +33,10 @@ from musrenbang.api.schemas import (
     SubmitBody,
 )
 from musrenbang.domain.access import Role
+from musrenbang.domain.catalogue import cycle_workflow_id, forum_id, forum_workflow_id
+from musrenbang.domain.profiles import SLUG
 from musrenbang.domain.regions import UnknownRegion
-from musrenbang.domain.stages import STAGES, forum_id
+from musrenbang.events import queries
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
     BeritaAcara,
@@ -48,7 +50,7 @@ from musrenbang.workflows.contracts import (
 from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(400, 401, 403, 409, 422, 503))
 # How long a person's request waits for its update before it is told to send it again.
 UPDATE_WAIT = 30.0
 IdempotencyKey = Annotated[
@@ -143,30 +145,30 @@ async def _not_running(engine: Any, fid: str) -> ApiError:
     """Why a forum's workflow did not take a command: closed (409), never opened (404),
     or stopped while the log says it is open (503, for an operator)."""
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT status FROM read.forums WHERE forum_id = :f"), {"f": fid}
-            )
-        ).first()
-    if row is None:
+        status = await queries.forum_status(conn, fid)
+    if status is None:
         return ApiError(404, "NotFound", f"the forum {fid} is not open (it never opened)")
-    if row.status == "closed":
+    if status == "closed":
         return ApiError(409, "Conflict", f"the forum {fid} is closed")
     return ApiError(
-        503, "Unavailable", f"the forum {fid} is {row.status} but its workflow is not running"
+        503, "Unavailable", f"the forum {fid} is {status} but its workflow is not running"
     )
 
 
 def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[Any, Any]:
-    if stage not in STAGES:
-        raise ApiError(404, "NotFound", f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    if not SLUG.match(stage):  # a stage of the cycle's own graph, or of a template
+        raise ApiError(
+            404, "NotFound", f"unknown stage {stage!r}: a stage is a slug, e.g. kelurahan"
+        )
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(
-        f"forum-{forum_id(cycle_id, stage, unit)}"
+        forum_workflow_id(cycle_id, stage, unit)
     )
     return handle
 
 
-@router.post("/cycles", status_code=201, dependencies=[allow(Role.ADMIN)])
+@router.post(
+    "/cycles", status_code=201, dependencies=[allow(Role.ADMIN)], response_model=CycleCreated
+)
 async def create_cycle(
     body: CycleCreate,
     actor: CurrentActor,
@@ -206,7 +208,7 @@ async def _start_cycle(client: Any, settings: Any, inp: Any) -> dict[str, Any]:
         await client.start_workflow(
             CycleWorkflow.run,
             inp,
-            id=f"cycle-{inp.cycle_id}",
+            id=cycle_workflow_id(inp.cycle_id),
             task_queue=settings.temporal_task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
@@ -222,10 +224,17 @@ async def _start_cycle(client: Any, settings: Any, inp: Any) -> dict[str, Any]:
         "pokir_deadline": inp.pokir_deadline,
         "kelurahan": len(inp.units["kelurahan"]),
         "kecamatan": len(inp.units["kecamatan"]),
+        "opds": inp.opds,
+        "profile": inp.profile.get("source", "default"),
     }
 
 
-@router.post("/cycles/{cycle_id}/pokir", dependencies=[allow(Role.DPRD, Role.ADMIN)])
+@router.post(
+    "/cycles/{cycle_id}/pokir",
+    dependencies=[allow(Role.DPRD, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
+)
 async def submit_pokir(
     cycle_id: str,
     body: PokirBody,
@@ -236,7 +245,7 @@ async def submit_pokir(
     """Pokir DPRD (dprd role), until the pokir deadline."""
     require_write(actor, cycle_region(cycle_id))
     req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
-    handle = client.get_workflow_handle(f"cycle-{cycle_id}")
+    handle = client.get_workflow_handle(cycle_workflow_id(cycle_id))
 
     async def missing() -> ApiError:
         return ApiError(409, "Conflict", f"the cycle {cycle_id} is not running")
@@ -250,6 +259,8 @@ async def submit_pokir(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/proposals",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def submit(
     cycle_id: str,
@@ -271,6 +282,8 @@ async def submit(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/decisions",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def decide(
     cycle_id: str,
@@ -292,6 +305,8 @@ async def decide(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/close",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def close(
     cycle_id: str,
@@ -319,6 +334,8 @@ async def close(
 @router.post(
     "/cycles/{cycle_id}/forums/{stage}/{unit}/deadline",
     dependencies=[allow(Role.COORDINATOR, Role.ADMIN)],
+    response_model=CommandAnswer,
+    responses=error_responses(404),
 )
 async def extend(
     cycle_id: str,

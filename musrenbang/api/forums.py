@@ -6,32 +6,43 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from lokal import wilayah
-from sqlalchemy import text
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from musrenbang.api.auth import CurrentActor, cycle_region, require_read
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import not_found
+from musrenbang.api.responses import ForumList, ForumListing, error_responses
+from musrenbang.events import queries
+from musrenbang.events.queries import ForumRow
 from musrenbang.profiles import default_profile
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422, 503))
 CYCLE_ID = r"^\d{2}\.\d{2}-\d{4}$"
 LOOKUP_SECONDS = 3.0
 _FORUM_ID = re.compile(r"^forum-")
-_OPD_NAMES = {opd.slug: opd.name for opd in default_profile().opds}
 
 
-def unit_name(unit: str) -> str | None:
-    """A region code's Kemendagri name, or an OPD's name."""
-    if unit in _OPD_NAMES:
-        return _OPD_NAMES[unit]
-    found = wilayah.get_wilayah(unit) if re.fullmatch(r"[\d.]+", unit) else None
-    return str(found.name) if found is not None else None
+@cache
+def _default_opd_names() -> dict[str, str]:
+    return {opd.slug: opd.name for opd in default_profile().opds}
+
+
+def unit_name(unit: str, names: Mapping[str, str]) -> str | None:
+    """A unit's name as its cycle was planned with; for cycles planned before profiles, a
+    region code's Kemendagri name or the default profile's OPD name."""
+    if unit in names:
+        return names[unit]
+    if re.fullmatch(r"[\d.]+", unit):
+        found = wilayah.get_wilayah(unit)
+        return str(found.name) if found is not None else None
+    return _default_opd_names().get(unit)
 
 
 async def stuck_workflows(client: Client, cycle_id: str) -> dict[str, str] | None:
@@ -55,7 +66,7 @@ async def stuck_workflows(client: Client, cycle_id: str) -> dict[str, str] | Non
         return None  # the time-skipping test server and a down Temporal have no visibility
 
 
-def _status(row: Any, stuck: dict[str, str], now: datetime) -> str:
+def _status(row: ForumRow, stuck: dict[str, str], now: datetime) -> str:
     if row.forum_id in stuck and row.status != "closed":
         return "stuck"
     deadline = row.state.get("deadline")
@@ -64,7 +75,7 @@ def _status(row: Any, stuck: dict[str, str], now: datetime) -> str:
     return str(row.status)
 
 
-@router.get("/cycles/{cycle_id}/forums")
+@router.get("/cycles/{cycle_id}/forums", responses=error_responses(403, 404))
 async def list_forums(
     cycle_id: Annotated[str, Path(pattern=CYCLE_ID)],
     conn: ConnDep,
@@ -73,54 +84,39 @@ async def list_forums(
     status: Annotated[Literal["open", "overdue", "closed", "stuck"] | None, Query()] = None,
     stage: Annotated[str | None, Query(max_length=40)] = None,
     unit_prefix: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z0-9.-]+$")] = None,
-) -> dict[str, Any]:
+) -> ForumList:
     """Every forum the cycle has opened, newest state first by stage and unit."""
     require_read(actor, cycle_region(cycle_id))
-    known = (
-        await conn.execute(text("SELECT 1 FROM read.cycles WHERE cycle_id = :c"), {"c": cycle_id})
-    ).first()
-    if known is None:
+    names = await queries.cycle_names(conn, cycle_id)
+    if names is None:
         raise not_found(f"cycle {cycle_id}")
-    rows = (
-        await conn.execute(
-            text(
-                "SELECT forum_id, stage, unit, status, state, last_seq FROM read.forums"
-                " WHERE cycle_id = :c AND (CAST(:s AS text) IS NULL OR stage = :s)"
-                " AND (CAST(:u AS text) IS NULL OR starts_with(unit, :u)) ORDER BY stage, unit"
-            ),
-            {"c": cycle_id, "s": stage, "u": unit_prefix},
-        )
-    ).all()
+    rows = await queries.cycle_forums(conn, cycle_id, stage, unit_prefix)
     stuck = await stuck_workflows(client, cycle_id)
     now = datetime.now(UTC)
-    forums = []
+    forums: list[ForumListing] = []
     for row in rows:
         shown = _status(row, stuck or {}, now)
         if status is not None and shown != status:
             continue
+        escalated_to = row.state.get("escalated_to")
         forums.append(
-            {
-                "forum_id": row.forum_id,
-                "stage": row.stage,
-                "unit": row.unit,
-                "unit_name": unit_name(row.unit),
-                "status": shown,
-                "deadline": row.state.get("deadline"),
-                "escalated_to": row.state.get("escalated_to"),
-                "escalated_to_name": unit_name(row.state["escalated_to"])
-                if row.state.get("escalated_to")
-                else None,
-                "closed_by": row.state.get("closed_by"),
-                "workflow_status": (stuck or {}).get(row.forum_id),
-                "last_seq": row.last_seq,
-            }
+            ForumListing(
+                forum_id=row.forum_id,
+                stage=row.stage,
+                unit=row.unit,
+                unit_name=unit_name(row.unit, names),
+                status=shown,
+                deadline=row.state.get("deadline"),
+                escalated_to=escalated_to,
+                escalated_to_name=unit_name(escalated_to, names) if escalated_to else None,
+                closed_by=row.state.get("closed_by"),
+                workflow_status=(stuck or {}).get(row.forum_id),
+                last_seq=row.last_seq,
+            )
         )
     counts: dict[str, int] = {}
     for forum in forums:
-        counts[forum["status"]] = counts.get(forum["status"], 0) + 1
-    return {
-        "cycle_id": cycle_id,
-        "forums": forums,
-        "counts": counts,
-        "workflows_checked": stuck is not None,
-    }
+        counts[forum.status] = counts.get(forum.status, 0) + 1
+    return ForumList(
+        cycle_id=cycle_id, forums=forums, counts=counts, workflows_checked=stuck is not None
+    )

@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang.domain.text import text_problem
+from musrenbang.events import queries
 
 CHECK_SECONDS = 3.0
 
@@ -46,7 +46,7 @@ async def _timed(check: Any) -> dict[str, Any]:
 
 async def _postgres(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
+        await queries.ping(conn)
 
 
 async def _temporal(client: Client) -> None:

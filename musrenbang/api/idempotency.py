@@ -3,35 +3,21 @@ Stripe's keys behave the same): a key is bound to the caller, the endpoint and a
 fingerprint of the body (SHA-256 of its RFC 8785 canonical JSON). The same key with the
 same request gets the first answer, also after its forum has closed; the same key with
 another body or endpoint is refused with 422 and writes nothing. Keys and answers are
-kept in `api.idempotency_*` (migration 0005), insert-only, for as long as the database."""
+kept in `api.idempotency_*` (events/idempotency.py), insert-only, for as long as the
+database."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import rfc8785
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from musrenbang.api.errors import ApiError
-
-_CLAIM = text(
-    "INSERT INTO api.idempotency_keys (subject, key, endpoint, fingerprint)"
-    " VALUES (:s, :k, :e, :f) ON CONFLICT (subject, key) DO NOTHING"
-)
-_LOOKUP = text(
-    "SELECT k.endpoint, k.fingerprint, a.answer FROM api.idempotency_keys k"
-    " LEFT JOIN api.idempotency_answers a USING (subject, key)"
-    " WHERE k.subject = :s AND k.key = :k"
-)
-_ANSWER = text(
-    "INSERT INTO api.idempotency_answers (subject, key, answer)"
-    " VALUES (:s, :k, CAST(:a AS jsonb)) ON CONFLICT (subject, key) DO NOTHING"
-)
+from musrenbang.events.idempotency import bind_key, record_answer
 
 
 def fingerprint(body: BaseModel | None) -> str:
@@ -54,7 +40,7 @@ class Claim:
 
     async def remember(self, engine: AsyncEngine, answer: dict[str, Any]) -> None:
         async with engine.begin() as conn:
-            await conn.execute(_ANSWER, {"s": self.subject, "k": self.key, "a": json.dumps(answer)})
+            await record_answer(conn, self.subject, self.key, answer)
 
 
 async def claim(
@@ -64,8 +50,7 @@ async def claim(
     answer, if it has one, comes back) or to another (refused)."""
     print_ = fingerprint(body)
     async with engine.begin() as conn:
-        await conn.execute(_CLAIM, {"s": subject, "k": key, "e": endpoint, "f": print_})
-        row = (await conn.execute(_LOOKUP, {"s": subject, "k": key})).one()
+        row = await bind_key(conn, subject, key, endpoint, print_)
     if row.endpoint != endpoint:
         raise ApiError(
             422,
@@ -80,7 +65,4 @@ async def claim(
             f"the Idempotency-Key {key!r} was used with another body at this endpoint;"
             " use a new key for a new request",
         )
-    answer = (
-        row.answer if row.answer is None or isinstance(row.answer, dict) else json.loads(row.answer)
-    )
-    return Claim(subject, key, answer)
+    return Claim(subject, key, row.answer)

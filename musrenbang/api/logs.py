@@ -15,10 +15,20 @@ from fastapi.responses import PlainTextResponse, Response
 from musrenbang.api.auth import CurrentActor, may_read, require_read
 from musrenbang.api.deps import ConnDep
 from musrenbang.api.errors import ApiError, not_found
-from musrenbang.events import checkpoints, evidence, tree
+from musrenbang.api.responses import (
+    ConsistencyProof,
+    EvidenceBundle,
+    InclusionProof,
+    LogList,
+    LogSummary,
+    error_responses,
+    text_body,
+)
+from musrenbang.events import checkpoints, evidence, queries, tree
 from musrenbang.events.db import driver_connection
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422, 503))
+OF_LOG = error_responses(403, 404)  # a log of a region the token does not read; no such log
 
 LOG_ID = re.compile(r"^\d{2}\.\d{2}$")
 MAX_LEAVES = 1 << 16  # per request of leaf hashes (2 MiB)
@@ -49,25 +59,22 @@ def _b64(data: bytes) -> str:
 
 
 @router.get("/logs")
-async def list_logs(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+async def list_logs(conn: ConnDep, actor: CurrentActor) -> LogList:
     """The logs this token reads: each one's size and its latest checkpoint's size."""
-    driver = await driver_connection(conn)
-    rows = await (
-        await driver.execute(
-            "SELECT l.log_id, l.head_seq, (SELECT max(size) FROM audit.checkpoints c"
-            " WHERE c.log_id = l.log_id) FROM audit.logs l ORDER BY l.log_id"
-        )
-    ).fetchall()
-    return {
-        "logs": [
-            {"log_id": log_id, "size": size, "checkpoint_size": signed}
-            for log_id, size, signed in rows
+    return LogList(
+        logs=[
+            LogSummary(log_id=log_id, size=size, checkpoint_size=signed)
+            for log_id, size, signed in await queries.log_sizes(conn)
             if may_read(actor, log_id)
         ]
-    }
+    )
 
 
-@router.get("/logs/{log_id}/checkpoint", response_class=PlainTextResponse)
+@router.get(
+    "/logs/{log_id}/checkpoint",
+    response_class=Response,  # not PlainTextResponse: the errors are JSON
+    responses={**text_body("text/plain", "a C2SP signed note (tlog-checkpoint)"), **OF_LOG},
+)
 async def get_checkpoint(log_id: str, conn: ConnDep, actor: CurrentActor) -> PlainTextResponse:
     """The log's latest signed checkpoint: a C2SP signed note (text/plain)."""
     driver, _ = await _log(conn, actor, log_id)
@@ -77,7 +84,7 @@ async def get_checkpoint(log_id: str, conn: ConnDep, actor: CurrentActor) -> Pla
     return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/logs/{log_id}/proofs/inclusion")
+@router.get("/logs/{log_id}/proofs/inclusion", responses=OF_LOG)
 async def get_inclusion(
     log_id: str,
     request: Request,
@@ -85,7 +92,7 @@ async def get_inclusion(
     actor: CurrentActor,
     seq: Annotated[int, Query(ge=1, le=2**62)],
     size: Annotated[int, Query(ge=1, le=2**62)],
-) -> dict[str, Any]:
+) -> InclusionProof:
     """The RFC 9162 inclusion proof of event `seq` (leaf seq - 1) in the tree of `size`."""
     driver, head = await _log(conn, actor, log_id)
     if not seq <= size <= head:
@@ -93,18 +100,18 @@ async def get_inclusion(
     await _integrated(request, log_id)
     proof = await tree.inclusion_proof(driver, log_id, seq, size)
     [leaf] = await tree.leaf_hashes(driver, log_id, seq - 1, seq)
-    return {
-        "log_id": log_id,
-        "seq": seq,
-        "leaf_index": seq - 1,
-        "size": size,
-        "leaf_hash": _b64(leaf),
-        "root": _b64(await tree.root_at(driver, log_id, size)),
-        "proof": [_b64(p) for p in proof],
-    }
+    return InclusionProof(
+        log_id=log_id,
+        seq=seq,
+        leaf_index=seq - 1,
+        size=size,
+        leaf_hash=_b64(leaf),
+        root=_b64(await tree.root_at(driver, log_id, size)),
+        proof=[_b64(p) for p in proof],
+    )
 
 
-@router.get("/logs/{log_id}/proofs/consistency")
+@router.get("/logs/{log_id}/proofs/consistency", responses=OF_LOG)
 async def get_consistency(
     log_id: str,
     request: Request,
@@ -112,17 +119,28 @@ async def get_consistency(
     actor: CurrentActor,
     from_: Annotated[int, Query(alias="from", ge=1, le=2**62)],
     to: Annotated[int, Query(ge=1, le=2**62)],
-) -> dict[str, Any]:
+) -> ConsistencyProof:
     """The RFC 9162 consistency proof from the tree of `from` leaves to that of `to`."""
     driver, head = await _log(conn, actor, log_id)
     if not from_ <= to <= head:
         raise ApiError(422, "ValidationError", f"need 1 <= from <= to <= {head} (the log's size)")
     await _integrated(request, log_id)
     proof = await tree.consistency_proof(driver, log_id, from_, to)
-    return {"log_id": log_id, "from": from_, "to": to, "proof": [_b64(p) for p in proof]}
+    return ConsistencyProof.model_validate(
+        {"log_id": log_id, "from": from_, "to": to, "proof": [_b64(p) for p in proof]}
+    )
 
 
-@router.get("/logs/{log_id}/leaves", response_class=Response)
+@router.get(
+    "/logs/{log_id}/leaves",
+    response_class=Response,
+    responses={
+        **text_body(
+            "application/octet-stream", "32-byte leaf hashes back to back", format="binary"
+        ),
+        **OF_LOG,
+    },
+)
 async def get_leaves(
     log_id: str,
     conn: ConnDep,
@@ -143,23 +161,17 @@ async def get_leaves(
     return Response(b"".join(leaves), media_type="application/octet-stream")
 
 
-@router.get("/proposals/{proposal_id}/evidence")
+@router.get("/proposals/{proposal_id}/evidence", responses=error_responses(404, 409))
 async def get_evidence(
     proposal_id: str, request: Request, conn: ConnDep, actor: CurrentActor
-) -> dict[str, Any]:
+) -> EvidenceBundle:
     """The usulan's whole history (lineage included), each record with its leaf index and
     its inclusion proof against the log's latest signed checkpoint, and that checkpoint.
     Check it offline: `musrenbang audit verify-evidence FILE --key VKEY`."""
-    driver = await driver_connection(conn)
-    row = await (
-        await driver.execute(
-            "SELECT log_id FROM audit.events WHERE stream = %s LIMIT 1",
-            (f"proposal:{proposal_id}",),
-        )
-    ).fetchone()
-    if row is None or not may_read(actor, row[0]):
+    log_id = await queries.proposal_log(conn, proposal_id)
+    if log_id is None or not may_read(actor, log_id):
         raise not_found(f"usulan {proposal_id}")
-    log_id = row[0]
+    driver = await driver_connection(conn)
     latest = await checkpoints.latest(driver, log_id)
     if latest is None:
         raise ApiError(
@@ -172,4 +184,4 @@ async def get_evidence(
         raise ApiError(503, "Unavailable", f"the log's tree cannot answer yet: {exc}") from None
     if bundle is None:
         raise not_found(f"usulan {proposal_id}")
-    return bundle
+    return EvidenceBundle.model_validate(bundle)

@@ -12,11 +12,12 @@ from pydantic import BaseModel
 from musrenbang.api.auth import CurrentActor, require_read
 from musrenbang.api.deps import SettingsDep
 from musrenbang.api.errors import ApiError
+from musrenbang.api.responses import error_responses
 from musrenbang.domain.profiles import Profile, ProfileError
 from musrenbang.domain.regions import UnknownRegion, load_region
 from musrenbang.profiles import REGION_CODE, catalogue_edition, catalogues, region_profile
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422, 503))
 
 
 class OpdOut(BaseModel):
@@ -39,7 +40,7 @@ class CodeName(BaseModel):
     name: str
 
 
-class ProfileOut(BaseModel):
+class RegionProfile(BaseModel):
     """A region profile, in the form `POST /cycles` takes as "profile"."""
 
     region: str
@@ -56,7 +57,7 @@ class ProfileOut(BaseModel):
     sub_kegiatan: list[CodeName]
 
 
-class CatalogueOut(BaseModel):
+class Catalogue(BaseModel):
     name: str
     entries: int
     edition: str | None = None
@@ -64,11 +65,15 @@ class CatalogueOut(BaseModel):
     scope: str | None = None
 
 
-def profile_out(region: str, name: str, profile: Profile) -> ProfileOut:
+class CatalogueList(BaseModel):
+    catalogues: list[Catalogue]
+
+
+def profile_out(region: str, name: str, profile: Profile) -> RegionProfile:
     pagu: dict[str, Any] = dict(profile.pagu)
     for stage, units in profile.pagu_units.items():
         pagu[stage] = {"units": units, **({"per_forum": pagu[stage]} if stage in pagu else {})}
-    return ProfileOut(
+    return RegionProfile(
         region=region,
         name=name,
         source=profile.source,
@@ -96,12 +101,12 @@ def profile_out(region: str, name: str, profile: Profile) -> ProfileOut:
     )
 
 
-@router.get("/profiles/{region}")
+@router.get("/profiles/{region}", responses=error_responses(403, 404, 409))
 async def get_profile(
     region: Annotated[str, Path(pattern=REGION_CODE, examples=["36.74"])],
     actor: CurrentActor,
     settings: SettingsDep,
-) -> ProfileOut:
+) -> RegionProfile:
     """The profile a cycle of `region` is planned with when it names none."""
     require_read(actor, region)
     try:
@@ -115,13 +120,13 @@ async def get_profile(
 
 
 @router.get("/nomenclature")
-async def list_catalogues(actor: CurrentActor, settings: SettingsDep) -> list[CatalogueOut]:
+async def list_catalogues(actor: CurrentActor, settings: SettingsDep) -> CatalogueList:
     """The sub-kegiatan catalogues a profile may name as its "nomenclature"."""
     out = []
     for name, entries in sorted(catalogues(settings.profiles_dir).items()):
         edition = catalogue_edition(name) or {}
         out.append(
-            CatalogueOut(
+            Catalogue(
                 name=name,
                 entries=len(entries),
                 edition=edition.get("edition"),
@@ -129,4 +134,4 @@ async def list_catalogues(actor: CurrentActor, settings: SettingsDep) -> list[Ca
                 scope=edition.get("scope"),
             )
         )
-    return out
+    return CatalogueList(catalogues=out)

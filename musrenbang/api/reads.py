@@ -10,93 +10,81 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from sqlalchemy import text
 
 from musrenbang.api.auth import CurrentActor, cycle_region, may_read, require_read
 from musrenbang.api.deps import ConnDep
 from musrenbang.api.errors import ApiError, not_found
-from musrenbang.domain.stages import forum_id
+from musrenbang.api.responses import (
+    AuditVerification,
+    CycleView,
+    EventsPage,
+    Findings,
+    ForumView,
+    Funnel,
+    History,
+    ProposalState,
+    error_responses,
+    text_body,
+)
+from musrenbang.domain.catalogue import forum_id
+from musrenbang.domain.regions import place_names, unit_name
 from musrenbang.events import queries
 from musrenbang.events.store import read_log
 from musrenbang.events.verify import verify_all, verify_read_models, verify_tree
 
-router = APIRouter()
+router = APIRouter(responses=error_responses(401, 422, 503))
+IN_REGION = error_responses(403, 404)  # a region the token does not read; nothing there
 
 
 async def _cycle_state(conn: Any, cycle_id: str) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            text("SELECT status, state, last_seq FROM read.cycles WHERE cycle_id = :c"),
-            {"c": cycle_id},
-        )
-    ).first()
-    if row is None:
+    state = await queries.cycle_state(conn, cycle_id)
+    if state is None:
         raise not_found(f"cycle {cycle_id}")
-    return {**row.state, "status": row.status, "last_seq": row.last_seq}
+    return state
 
 
 async def _proposal_region(conn: Any, proposal_id: str, actor: Any) -> None:
     """An usulan outside the token's regions is, to that token, not there."""
-    row = (  # from the log itself, not a read model
-        await conn.execute(
-            text("SELECT log_id FROM audit.events WHERE stream = :s LIMIT 1"),
-            {"s": f"proposal:{proposal_id}"},
-        )
-    ).first()
-    if row is not None and not may_read(actor, row.log_id):
+    log_id = await queries.proposal_log(conn, proposal_id)  # from the log, not a read model
+    if log_id is not None and not may_read(actor, log_id):
         raise not_found(f"usulan {proposal_id}")
 
 
-@router.get("/cycles/{cycle_id}")
-async def get_cycle(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+@router.get("/cycles/{cycle_id}", responses=IN_REGION, response_model_exclude_unset=True)
+async def get_cycle(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> CycleView:
     require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
-    forums = await conn.execute(
-        text(
-            "SELECT stage, status, count(*) AS n FROM read.forums WHERE cycle_id = :c GROUP BY 1, 2"
-        ),
-        {"c": cycle_id},
-    )
-    state["forums"] = [{"stage": r.stage, "status": r.status, "count": r.n} for r in forums]
-    return state
+    return CycleView.model_validate({**state, "forums": await queries.forum_counts(conn, cycle_id)})
 
 
-@router.get("/cycles/{cycle_id}/forums/{stage}/{unit}")
+@router.get(
+    "/cycles/{cycle_id}/forums/{stage}/{unit}",
+    responses=IN_REGION,
+    response_model_exclude_unset=True,
+)
 async def get_forum(
     cycle_id: str, stage: str, unit: str, conn: ConnDep, actor: CurrentActor
-) -> dict[str, Any]:
+) -> ForumView:
     require_read(actor, cycle_region(cycle_id))
     fid = forum_id(cycle_id, stage, unit)
-    row = (
-        await conn.execute(
-            text("SELECT status, state, last_seq FROM read.forums WHERE forum_id = :f"), {"f": fid}
-        )
-    ).first()
-    if row is None:
+    state = await queries.forum_state(conn, fid)
+    if state is None:
         raise not_found(f"forum {fid}")
-    held = await conn.execute(
-        text(
-            "SELECT proposal_id, status, state->'details'->>'masalah' AS masalah, "
-            "(state->'details'->>'cost')::bigint AS cost FROM read.proposals "
-            "WHERE cycle_id = :c AND stage = :s AND unit = :u ORDER BY proposal_id"
-        ),
-        {"c": cycle_id, "s": stage, "u": unit},
-    )
-    return {
-        **row.state,
-        "status": row.status,
-        "last_seq": row.last_seq,
-        "proposals": [dict(r._mapping) for r in held],
-    }
+    held = await queries.held_proposals(conn, cycle_id, stage, unit)
+    names = await queries.cycle_names(conn, cycle_id) or {}
+    state.setdefault("unit_name", unit_name(unit, names))
+    return ForumView.model_validate({**state, "proposals": held})
 
 
-@router.get("/proposals/{proposal_id}")
+@router.get(
+    "/proposals/{proposal_id}", responses=error_responses(404), response_model_exclude_unset=True
+)
 async def get_proposal(
     proposal_id: str,
     conn: ConnDep,
     actor: CurrentActor,
     as_of: Annotated[datetime | None, Query()] = None,
-) -> dict[str, Any]:
+) -> ProposalState:
     """The usulan now, or as it stood at `as_of` (an ISO-8601 moment with a zone)."""
     if as_of is not None and as_of.tzinfo is None:
         raise ApiError(
@@ -106,19 +94,26 @@ async def get_proposal(
     state = await queries.proposal_state(conn, proposal_id, as_of)
     if state is None:
         raise not_found(f"usulan {proposal_id}" + (f" as of {as_of.isoformat()}" if as_of else ""))
-    return state
+    names = await queries.cycle_names(conn, str(state.get("cycle_id"))) or {}
+    place = place_names(state.get("details") or {}, names)
+    place["unit_name"] = unit_name(state.get("unit"), names)
+    return ProposalState.model_validate({**state, "names": place})
 
 
-@router.get("/proposals/{proposal_id}/history")
-async def get_history(proposal_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+@router.get(
+    "/proposals/{proposal_id}/history",
+    responses=error_responses(404),
+    response_model_exclude_unset=True,
+)
+async def get_history(proposal_id: str, conn: ConnDep, actor: CurrentActor) -> History:
     await _proposal_region(conn, proposal_id, actor)
     found = await queries.history(conn, proposal_id)
     if found is None:
         raise not_found(f"usulan {proposal_id}")
-    return found
+    return History.model_validate(found)
 
 
-@router.get("/events")
+@router.get("/events", responses=error_responses(403), response_model_exclude_unset=True)
 async def get_events(
     conn: ConnDep,
     actor: CurrentActor,
@@ -127,17 +122,11 @@ async def get_events(
     type: Annotated[list[str] | None, Query(max_length=20)] = None,  # noqa: A002 - the contract's name
     cycle: Annotated[str | None, Query(max_length=40)] = None,
     log: Annotated[str | None, Query(max_length=20)] = None,
-) -> dict[str, Any]:
+) -> EventsPage:
     """The log as a cursor feed: pass the last `seq` you saw as `after`."""
     log_id = log or (cycle_region(cycle) if cycle else None)
     if log_id is None:
-        logs = [
-            name
-            for name in (
-                await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))
-            ).scalars()
-            if may_read(actor, name)
-        ]
+        logs = [name for name in await queries.log_ids(conn) if may_read(actor, name)]
         if len(logs) > 1:
             raise ApiError(
                 422, "ValidationError", f"name a log (one of {', '.join(logs)}) or a cycle"
@@ -146,50 +135,61 @@ async def get_events(
     if log_id:
         require_read(actor, log_id)
     events = await read_log(conn, log_id, after=after, limit=limit, types=type, cycle_id=cycle)
-    return {
-        "log_id": log_id,
-        "events": [e.as_json() for e in events],
-        "next_after": events[-1].seq if events else after,
-    }
+    return EventsPage.model_validate(
+        {
+            "log_id": log_id,
+            "events": [e.as_json() for e in events],
+            "next_after": events[-1].seq if events else after,
+        }
+    )
 
 
 @router.get("/audit/verify")
-async def audit_verify(conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+async def audit_verify(conn: ConnDep, actor: CurrentActor) -> AuditVerification:
     """Verifies every log this token reads (all of them, for a token that reads all)."""
     readable = lambda log_id: may_read(actor, log_id)  # noqa: E731
     result = await verify_all(conn, only=readable)
     models = await verify_read_models(conn, only=readable) if result.ok else None
     tree = await verify_tree(conn, only=readable) if result.ok else None
-    return {
-        "ok": result.ok and models is not None and models.ok and tree is not None and tree.ok,
-        "checked": result.checked,
-        "first_bad_seq": result.first_bad_seq,
-        "log_id": result.log_id,
-        "problem": result.problem
+    return AuditVerification(
+        ok=result.ok and models is not None and models.ok and tree is not None and tree.ok,
+        checked=result.checked,
+        first_bad_seq=result.first_bad_seq,
+        log_id=result.log_id,
+        problem=result.problem
         or (models.problem if models else None)
         or (tree.problem if tree and not tree.ok else None),
-        "tree_checked": tree.checked if tree else 0,
-        "read_models_checked": models.checked if models else 0,
-        "first_bad_record": models.record if models else None,
-    }
+        tree_checked=tree.checked if tree else 0,
+        read_models_checked=models.checked if models else 0,
+        first_bad_record=models.record if models else None,
+    )
 
 
-@router.get("/cycles/{cycle_id}/funnel")
-async def get_funnel(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+@router.get("/cycles/{cycle_id}/funnel", responses=IN_REGION)
+async def get_funnel(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Funnel:
     require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
-    return {"cycle_id": cycle_id, "stages": await queries.funnel(conn, cycle_id, state["stages"])}
+    stages = await queries.funnel(conn, cycle_id, state["stages"])
+    return Funnel.model_validate({"cycle_id": cycle_id, "stages": stages})
 
 
-@router.get("/cycles/{cycle_id}/findings")
-async def get_findings(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> dict[str, Any]:
+@router.get("/cycles/{cycle_id}/findings", responses=IN_REGION)
+async def get_findings(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Findings:
     require_read(actor, cycle_region(cycle_id))
     state = await _cycle_state(conn, cycle_id)
     stages = state["stages"]
-    return {"cycle_id": cycle_id, **await queries.findings(conn, cycle_id, stages[0], stages)}
+    found = await queries.findings(conn, cycle_id, stages[0], stages)
+    return Findings.model_validate({"cycle_id": cycle_id, **found})
 
 
-@router.get("/cycles/{cycle_id}/export.csv", response_class=Response)
+@router.get(
+    "/cycles/{cycle_id}/export.csv",
+    response_class=Response,
+    responses={
+        **text_body("text/csv", "every usulan of the cycle, one a row, with a header row"),
+        **IN_REGION,
+    },
+)
 async def export_csv(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Response:
     require_read(actor, cycle_region(cycle_id))
     await _cycle_state(conn, cycle_id)

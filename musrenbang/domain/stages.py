@@ -5,10 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from musrenbang.domain.catalogue import forum_id
-
-__all__ = ["forum_id"]  # where the API's modules still find it
-
 
 class Level(StrEnum):
     """Which units hold one forum each at a stage."""

@@ -1,15 +1,19 @@
-"""What auditors ask of the log: an usulan's state and history with its lineage, a cycle's
-funnel, integrity findings and a flat export. Reads only."""
+"""What coordinators and auditors ask of the log and its read models: a cycle, its forums
+and the usulan a forum holds; an usulan's state and history with its lineage; a cycle's
+funnel, integrity findings and a flat export; the logs and their sizes. Reads only."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from musrenbang.domain.catalogue import proposal_stream
 from musrenbang.domain.records import State, evolve_proposal
+from musrenbang.domain.regions import place_names, unit_name
 from musrenbang.events.store import read_stream
 
 EXITS = {
@@ -19,6 +23,153 @@ EXITS = {
     "ProposalNotAccommodated": "not_accommodated",
     "ProposalNotDeliberated": "not_deliberated",
 }
+
+
+async def ping(conn: AsyncConnection) -> None:
+    """The cheapest statement the server answers (a health check)."""
+    await conn.execute(text("SELECT 1"))
+
+
+async def cycle_state(conn: AsyncConnection, cycle_id: str) -> State | None:
+    """The cycle's read model with its status and last seq; None: no such cycle."""
+    row = (
+        await conn.execute(
+            text("SELECT status, state, last_seq FROM read.cycles WHERE cycle_id = :c"),
+            {"c": cycle_id},
+        )
+    ).first()
+    return None if row is None else {**row.state, "status": row.status, "last_seq": row.last_seq}
+
+
+async def cycle_names(conn: AsyncConnection, cycle_id: str) -> dict[str, str] | None:
+    """The names the cycle was planned with (kelurahan, kecamatan, OPD: code or slug to
+    name), or None when there is no such cycle."""
+    row = (
+        await conn.execute(
+            text("SELECT state->'names' AS names FROM read.cycles WHERE cycle_id = :c"),
+            {"c": cycle_id},
+        )
+    ).first()
+    if row is None:
+        return None
+    return dict(row.names or {})
+
+
+async def forum_counts(conn: AsyncConnection, cycle_id: str) -> list[dict[str, Any]]:
+    """How many forums of the cycle are at each stage and status."""
+    rows = await conn.execute(
+        text(
+            "SELECT stage, status, count(*) AS n FROM read.forums WHERE cycle_id = :c GROUP BY 1, 2"
+        ),
+        {"c": cycle_id},
+    )
+    return [{"stage": r.stage, "status": r.status, "count": r.n} for r in rows]
+
+
+async def forum_state(conn: AsyncConnection, fid: str) -> State | None:
+    """The forum's read model with its status and last seq; None: it never opened."""
+    row = (
+        await conn.execute(
+            text("SELECT status, state, last_seq FROM read.forums WHERE forum_id = :f"), {"f": fid}
+        )
+    ).first()
+    return None if row is None else {**row.state, "status": row.status, "last_seq": row.last_seq}
+
+
+async def forum_status(conn: AsyncConnection, fid: str) -> str | None:
+    row = (
+        await conn.execute(text("SELECT status FROM read.forums WHERE forum_id = :f"), {"f": fid})
+    ).first()
+    return None if row is None else str(row.status)
+
+
+async def held_proposals(
+    conn: AsyncConnection, cycle_id: str, stage: str, unit: str
+) -> list[dict[str, Any]]:
+    """The usulan at a forum: id, status, masalah and cost, its kelurahan and OPD with
+    their names."""
+    rows = await conn.execute(
+        text(
+            "SELECT proposal_id, status, state->'details'->>'masalah' AS masalah, "
+            "(state->'details'->>'cost')::bigint AS cost, state->'details' AS details"
+            " FROM read.proposals "
+            "WHERE cycle_id = :c AND stage = :s AND unit = :u ORDER BY proposal_id"
+        ),
+        {"c": cycle_id, "s": stage, "u": unit},
+    )
+    names = await cycle_names(conn, cycle_id) or {}
+    out = []
+    for r in rows:
+        details = r.details or {}
+        place = place_names(details, names)
+        opd = details.get("opd_akhir") or details.get("opd")
+        out.append(
+            {
+                "proposal_id": r.proposal_id,
+                "status": r.status,
+                "masalah": r.masalah,
+                "cost": r.cost,
+                "kelurahan": details.get("kelurahan"),
+                "kelurahan_name": place["kelurahan_name"],
+                "opd": opd,
+                "opd_name": place["opd_name"],
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ForumRow:
+    """A forum's read-model row."""
+
+    forum_id: str
+    stage: str
+    unit: str
+    status: str
+    state: State
+    last_seq: int
+
+
+async def cycle_forums(
+    conn: AsyncConnection, cycle_id: str, stage: str | None, unit_prefix: str | None
+) -> list[ForumRow]:
+    """The cycle's forums (of one stage, under a unit prefix), by stage and unit."""
+    rows = await conn.execute(
+        text(
+            "SELECT forum_id, stage, unit, status, state, last_seq FROM read.forums"
+            " WHERE cycle_id = :c AND (CAST(:s AS text) IS NULL OR stage = :s)"
+            " AND (CAST(:u AS text) IS NULL OR starts_with(unit, :u)) ORDER BY stage, unit"
+        ),
+        {"c": cycle_id, "s": stage, "u": unit_prefix},
+    )
+    return [ForumRow(**r._mapping) for r in rows]
+
+
+async def proposal_log(conn: AsyncConnection, pid: str) -> str | None:
+    """The log the usulan is recorded in, from the log itself (not a read model)."""
+    row = (
+        await conn.execute(
+            text("SELECT log_id FROM audit.events WHERE stream = :s LIMIT 1"),
+            {"s": proposal_stream(pid)},
+        )
+    ).first()
+    return None if row is None else str(row.log_id)
+
+
+async def log_ids(conn: AsyncConnection) -> list[str]:
+    rows = await conn.execute(text("SELECT log_id FROM audit.logs ORDER BY log_id"))
+    return [str(name) for name in rows.scalars()]
+
+
+async def log_sizes(conn: AsyncConnection) -> list[tuple[str, int, int | None]]:
+    """Each log with its size and the size of its latest checkpoint (None: none yet)."""
+    rows = await conn.execute(
+        text(
+            "SELECT l.log_id, l.head_seq, (SELECT max(size) FROM audit.checkpoints c"
+            " WHERE c.log_id = l.log_id) AS signed FROM audit.logs l ORDER BY l.log_id"
+        )
+    )
+    return [(r.log_id, r.head_seq, r.signed) for r in rows]
 
 
 async def proposal_state(
@@ -32,7 +183,7 @@ async def proposal_state(
             )
         ).first()
         return None if row is None else dict(row.state)
-    events = await read_stream(conn, f"proposal:{pid}", as_of=as_of)
+    events = await read_stream(conn, proposal_stream(pid), as_of=as_of)
     state: State | None = None
     for event in events:
         state = evolve_proposal(state, event.type, event.payload)
@@ -42,7 +193,7 @@ async def proposal_state(
 async def history(conn: AsyncConnection, pid: str) -> dict[str, Any] | None:
     """Every event of the usulan, ward to RKPD, and of the usulan merged into it or that
     it was merged into, each with its stage, actor, reason, seq and hash."""
-    own = await read_stream(conn, f"proposal:{pid}")
+    own = await read_stream(conn, proposal_stream(pid))
     if not own:
         return None
     lineage = {"merged_into": None, "absorbed": []}  # type: dict[str, Any]
@@ -54,7 +205,7 @@ async def history(conn: AsyncConnection, pid: str) -> dict[str, Any] | None:
                 lineage["absorbed"].append(event.payload["absorbed"])
     related = {}
     for other in filter(None, [lineage["merged_into"], *lineage["absorbed"]]):
-        related[other] = [_entry(e) for e in await read_stream(conn, f"proposal:{other}")]
+        related[other] = [_entry(e) for e in await read_stream(conn, proposal_stream(other))]
     return {
         "proposal_id": pid,
         "events": [_entry(e) for e in own],
@@ -237,16 +388,23 @@ EXPORT_COLUMNS = [
     "kind",
     "masalah",
     "kelurahan",
+    "kelurahan_name",
+    "kecamatan",
+    "kecamatan_name",
     "rt",
     "rw",
     "bidang",
     "opd",
+    "opd_name",
+    "sub_kegiatan",
+    "sub_kegiatan_name",
     "volume",
     "satuan",
     "cost",
     "final_status",
     "stage_reached",
     "unit",
+    "unit_name",
     "reason_code",
     "reason",
     "merged_into",
@@ -262,26 +420,35 @@ async def export_rows(conn: AsyncConnection, cycle_id: str) -> list[list[Any]]:
         ),
         {"c": cycle_id},
     )
+    names = await cycle_names(conn, cycle_id) or {}
     out = []
     for row in rows:
         s, d = row.state, row.state.get("details", {})
         reason = s.get("reason") or {}
+        place = place_names(d, names)
         out.append(
             [
                 row.proposal_id,
                 s.get("kind"),
                 d.get("masalah"),
                 d.get("kelurahan"),
+                place["kelurahan_name"],
+                place["kecamatan"],
+                place["kecamatan_name"],
                 d.get("rt"),
                 d.get("rw"),
                 d.get("bidang"),
                 d.get("opd_akhir") or d.get("opd"),
+                place["opd_name"],
+                d.get("sub_kegiatan"),
+                d.get("sub_kegiatan_name"),
                 d.get("volume"),
                 d.get("satuan"),
                 d.get("cost"),
                 s.get("status"),
                 s.get("stage"),
                 s.get("unit"),
+                unit_name(s.get("unit"), names),
                 reason.get("code"),
                 reason.get("text"),
                 s.get("merged_into"),
