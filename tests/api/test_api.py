@@ -99,7 +99,7 @@ async def test_coordinator_and_auditor_journey(
                 "proposal_id": c,
                 "kind": "reject",
                 "reason": "Sudah dianggarkan",
-                "reason_code": "sudah-ada",
+                "reason_code": "sudah-dianggarkan",
             },
         ]
     }
@@ -195,7 +195,7 @@ async def test_coordinator_and_auditor_journey(
     funnel = (await api.get(f"/cycles/{cycle}/funnel", headers=auditor)).json()["stages"]
     kel = funnel[0]
     assert (kel["stage"], kel["entered"], kel["forwarded"]) == ("kelurahan", 3, 1)
-    assert kel["left"]["rejected"] == {"count": 1, "reasons": {"sudah-ada": 1}}
+    assert kel["left"]["rejected"] == {"count": 1, "reasons": {"sudah-dianggarkan": 1}}
     assert funnel[1]["entered"] == 1
     findings = (await api.get(f"/cycles/{cycle}/findings", headers=auditor)).json()
     assert findings["ok"] is True

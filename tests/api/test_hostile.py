@@ -216,7 +216,12 @@ def _cases(s: dict[str, Any], token: Any, settings: Settings) -> list[tuple[str,
             token("coordinator", OTHER_KEL),
             {
                 "decisions": [
-                    {"proposal_id": s["gone"], "kind": "reject", "reason": "x", "reason_code": "y"}
+                    {
+                        "proposal_id": s["gone"],
+                        "kind": "reject",
+                        "reason": "x",
+                        "reason_code": "duplikat",
+                    }
                 ]
             },
         ),

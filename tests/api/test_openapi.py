@@ -147,7 +147,12 @@ async def test_real_bodies_validate_against_their_documented_models(
         json={
             "decisions": [
                 {"proposal_id": kept, "kind": "accept"},
-                {"proposal_id": rejected, "kind": "reject", "reason_code": "x", "reason": "Tidak"},
+                {
+                    "proposal_id": rejected,
+                    "kind": "reject",
+                    "reason_code": "duplikat",
+                    "reason": "Tidak",
+                },
             ]
         },
     )

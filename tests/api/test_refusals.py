@@ -101,7 +101,7 @@ async def test_close_racing_a_decision_and_then_a_closed_forum(
             headers=lurah,
             json={
                 "decisions": [
-                    {"proposal_id": a, "kind": "reject", "reason": "x", "reason_code": "y"}
+                    {"proposal_id": a, "kind": "reject", "reason": "x", "reason_code": "duplikat"}
                 ]
             },
         )
