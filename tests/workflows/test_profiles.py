@@ -32,6 +32,7 @@ from tests.workflows.helpers import (
     forum_handle,
     small_cycle,
 )
+from tests.workflows.histories import save_history
 
 ROAD = "1.03.10.2.01.0055"  # Rehabilitasi Jalan (sipd-2027)
 STAGES = [
@@ -166,6 +167,11 @@ async def test_a_stage_graph_of_its_own_runs_from_rembuk_to_rkpd(
         await decide(final, bappeda, [DecisionRequest(p, "include") for p in held])
         await close(final, bappeda, perkada="Perwal Solok No. 3 Tahun 2028")
         result = await cycle.result()
+        await save_history(cycle, "cycle-own-graph")
+        await save_history(
+            client.get_workflow_handle(f"forum-{inp.cycle_id}-forum-opd-dinas-pu"),
+            "forum-own-graph-opd",
+        )
 
     kelurahan = len(inp.units["kelurahan"])
     assert len(result.rkpd_items) == 2 * kelurahan - 1 and rejected not in result.rkpd_items
@@ -229,6 +235,10 @@ async def test_a_long_cycle_continues_as_new_and_still_adopts(
                 break
             runs += 1
             run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+        await save_history(first, "cycle-continued-first-run")
+        await save_history(
+            client.get_workflow_handle(started.id, run_id=run_id), "cycle-continued-last-run"
+        )
     assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     assert runs >= 3
     assert set(seen["pokir"]) <= set(result.rkpd_items)
