@@ -140,7 +140,12 @@ class Driver:
         for pid in got["proposal_ids"]:
             self.expected[(pid, "ProposalSubmitted", "kelurahan")] += 1
         last = (
-            {"proposal_id": d, "kind": "reject", "reason": "Sudah ada", "reason_code": "sudah-dianggarkan"}
+            {
+                "proposal_id": d,
+                "kind": "reject",
+                "reason": "Sudah ada",
+                "reason_code": "sudah-dianggarkan",
+            }
             if reject
             else {"proposal_id": d, "kind": "defer", "reason": "Tahun depan"}
         )

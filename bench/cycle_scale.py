@@ -111,7 +111,9 @@ async def drive(
             await forum.execute_update(ForumWorkflow.submit, SubmitRequest(who(unit), drafts))
         ).proposal_ids
         decisions = [
-            DecisionRequest(p, "reject", reason="Bukan kewenangan kota", reason_code="bukan-kewenangan")
+            DecisionRequest(
+                p, "reject", reason="Bukan kewenangan kota", reason_code="bukan-kewenangan"
+            )
             if i % 10 == 9
             else DecisionRequest(p, "accept")
             for i, p in enumerate(ids)
