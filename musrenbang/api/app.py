@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
@@ -44,7 +45,8 @@ def create_app(
         for eng in owned:
             await eng.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline wheel: /docs works on an intranet
+    app = FastAPIOffline(
         title="musrenbang",
         version=__version__,
         lifespan=lifespan,

@@ -4,6 +4,7 @@ can answer, all in the one `{"error", "detail"}` shape; real bodies validate aga
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -183,3 +184,20 @@ async def test_real_bodies_validate_against_their_documented_models(
     state = reads[f"{V1}/proposals/{{proposal_id}}"].json()
     assert state["details"]["masalah"] == "Jalan rusak" and "reason" not in state
     assert reads[CYCLE].json()["forums"], "the cycle's forums are counted"
+
+
+async def test_the_docs_load_with_no_network(settings: Settings) -> None:
+    """Swagger UI and ReDoc come from the app itself: every script, style and icon they load
+    is served here, so /docs works on an intranet with no internet."""
+    app = create_app(settings, engine=None, temporal=None)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for page in ("/docs", "/redoc"):
+            html = (await client.get(page)).text
+            assets = re.findall(r'(?:src|href|url)\s*[=:]\s*["\']([^"\']+)["\']', html)
+            assert assets, page
+            for asset in assets:
+                assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+                served = await client.get(asset)
+                assert served.status_code == 200, asset
+            assert "cdn." not in html and "fonts.googleapis" not in html
