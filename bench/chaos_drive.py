@@ -19,6 +19,7 @@ from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
 from musrenbang.domain.decisions import EVENT_OF, Kind
 from musrenbang.domain.regions import load_region
+from musrenbang.profiles import region_profile
 
 REQUEST_PATIENCE = 300.0  # seconds one command may take through every outage
 BA = {"tanggal": "2027-01-20", "tempat": "Aula", "peserta": 30, "penandatangan": ["Ketua"]}
@@ -196,10 +197,11 @@ class Driver:
             ds += [{"proposal_id": p, "kind": "accept"} for p in held[1:]]
             ds += [{"proposal_id": p, "kind": "defer", "reason": "Kajian"} for p in held[:1]]
         elif opd:
-            ds += [
-                {"proposal_id": p, "kind": "assign", "sub_kegiatan": "1.03.10.2.01.0055"}
-                for p in held
-            ]
+            profile = region_profile(self.region)  # a sub-kegiatan of the OPD's own urusan
+            owned = [o.assigns(profile.sub_kegiatan) for o in profile.opds if o.slug == unit]
+            codes = sorted(owned[0]) if owned else []
+            assign = {"sub_kegiatan": codes[0]} if codes else {"opd_akhir": unit}
+            ds += [{"proposal_id": p, "kind": "assign", **assign} for p in held]
             ds += [{"proposal_id": p, "kind": "accept"} for p in held]
         else:
             dropped = held[:1] if stage == "kota" else []

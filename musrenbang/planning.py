@@ -5,7 +5,8 @@ travels in its input."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import lokal
 
 from musrenbang.domain.calendar import end_of_day, roll_forward
-from musrenbang.domain.catalogue import cycle_id
+from musrenbang.domain.catalogue import cycle_id, forum_id
 from musrenbang.domain.profiles import Profile, ProfileError
 from musrenbang.domain.regions import Region, load_region
 from musrenbang.domain.stages import Level, Stage, template
@@ -21,6 +22,10 @@ from musrenbang.profiles import resolve_profile
 from musrenbang.workflows.contracts import ActorRef, CycleInput
 
 POKIR_DAYS_BEFORE_KOTA = 7
+# What the forums of a stage carry of the nomenclature, all started in one workflow task
+# (far below Temporal's 4 MB message and 2 MB payload limits).
+MAX_NOMENCLATURE_CARRIED = 1024 * 1024
+MAX_INPUT_BYTES = 1536 * 1024  # the cycle's whole input, names and nomenclature in it
 
 
 @dataclass
@@ -91,6 +96,8 @@ def plan_profile(plan: CyclePlan, region: Region) -> Profile:
         except ValueError as exc:
             raise ProfileError(str(exc)) from None
         pokir = next((s.slug for s in stages if s.level is Level.OPD), None)
+        if profile.pokir_stage is None:  # a region that takes no pokir still takes none
+            pokir = None
         profile = replace(profile, stages=stages, template=plan.template, pokir_stage=pokir)
         profile = replace(
             profile,
@@ -106,6 +113,7 @@ def plan_profile(plan: CyclePlan, region: Region) -> Profile:
         Level.OPD: {o.slug for o in profile.opds},
         Level.CITY: {region.code},
     }
+    forums: dict[str, tuple[str, str]] = {}
     for stage in profile.stages:
         unknown = sorted(set(profile.pagu_units.get(stage.slug, {})) - units[stage.level])
         if unknown:
@@ -113,6 +121,27 @@ def plan_profile(plan: CyclePlan, region: Region) -> Profile:
                 f"pagu.{stage.slug}.units names {', '.join(unknown[:5])}: not a"
                 f" {stage.level.value} of {region.name}"
             )
+        for unit in units[stage.level]:  # every forum's id, workflow and stream: distinct
+            fid = forum_id("", stage.slug, unit)
+            if fid in forums:
+                other = forums[fid]
+                raise ProfileError(
+                    f"the forum of {stage.slug} for {unit} and that of {other[0]} for"
+                    f" {other[1]} would have the same id: rename the stage or the OPD"
+                )
+            forums[fid] = (stage.slug, unit)
+    carried = sum(
+        len(json.dumps(opd.assigns(profile.sub_kegiatan)))
+        for opd in profile.opds
+        if any(s.level is Level.OPD for s in profile.stages)
+    )
+    if carried > MAX_NOMENCLATURE_CARRIED:
+        raise ProfileError(
+            f"the nomenclature ({len(profile.sub_kegiatan)} sub-kegiatan) is too large to"
+            f" give every OPD's Forum PD ({carried // 1024} KB in all, at most"
+            f' {MAX_NOMENCLATURE_CARRIED // 1024} KB): name each OPD\'s "urusan" (e.g.'
+            ' ["1.03"]) so that each Forum PD gets its own part'
+        )
     return profile
 
 
@@ -182,7 +211,7 @@ def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
     names.update({o.slug: o.name for o in profile.opds})
     names[region.code] = region.name
     last = len(stages) - 1
-    return CycleInput(
+    inp = CycleInput(
         cycle_id=cycle_id(plan.region, plan.year),
         region=region.code,
         region_name=region.name,
@@ -221,3 +250,10 @@ def cycle_input(plan: CyclePlan, actor: ActorRef | None = None) -> CycleInput:
         names=names,
         profile=profile.summary(),
     )
+    size = len(json.dumps(asdict(inp)))
+    if size > MAX_INPUT_BYTES:
+        raise ProfileError(
+            f"the cycle's plan is {size // 1024} KB with its profile, more than a workflow"
+            f" carries ({MAX_INPUT_BYTES // 1024} KB): shorten its nomenclature"
+        )
+    return inp

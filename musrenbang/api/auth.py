@@ -82,7 +82,7 @@ def _region_claims(role: str, claims: dict[str, Any]) -> tuple[str | None, list[
         raise ApiError(401, "Unauthorized", "the token's wilayah must be a region code")
     if region is None and wilayah:
         region = region_of(wilayah)
-    if region is not None and not (isinstance(region, str) and _REGION.match(region)):
+    if region is not None and not (isinstance(region, str) and _REGION.fullmatch(region)):
         raise ApiError(401, "Unauthorized", "the token's region must be a code like 36.71")
     if wilayah and region_of(wilayah) != region:
         raise ApiError(401, "Unauthorized", f"the token's wilayah {wilayah} is not in {region}")

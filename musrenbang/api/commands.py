@@ -156,7 +156,7 @@ async def _not_running(engine: Any, fid: str) -> ApiError:
 
 
 def _forum(client: Any, cycle_id: str, stage: str, unit: str) -> WorkflowHandle[Any, Any]:
-    if not SLUG.match(stage):  # a stage of the cycle's own graph, or of a template
+    if not SLUG.fullmatch(stage):  # a stage of the cycle's own graph, or of a template
         raise ApiError(
             404, "NotFound", f"unknown stage {stage!r}: a stage is a slug, e.g. kelurahan"
         )

@@ -6,43 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
-from lokal import wilayah
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from musrenbang.api.auth import CurrentActor, cycle_region, require_read
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import not_found
 from musrenbang.api.responses import ForumList, ForumListing, error_responses
+from musrenbang.domain.regions import unit_name
 from musrenbang.events import queries
 from musrenbang.events.queries import ForumRow
-from musrenbang.profiles import default_profile
 
 router = APIRouter(responses=error_responses(401, 422, 503))
 CYCLE_ID = r"^\d{2}\.\d{2}-\d{4}$"
 LOOKUP_SECONDS = 3.0
 _FORUM_ID = re.compile(r"^forum-")
-
-
-@cache
-def _default_opd_names() -> dict[str, str]:
-    return {opd.slug: opd.name for opd in default_profile().opds}
-
-
-def unit_name(unit: str, names: Mapping[str, str]) -> str | None:
-    """A unit's name as its cycle was planned with; for cycles planned before profiles, a
-    region code's Kemendagri name or the default profile's OPD name."""
-    if unit in names:
-        return names[unit]
-    if re.fullmatch(r"[\d.]+", unit):
-        found = wilayah.get_wilayah(unit)
-        return str(found.name) if found is not None else None
-    return _default_opd_names().get(unit)
 
 
 async def stuck_workflows(client: Client, cycle_id: str) -> dict[str, str] | None:

@@ -36,7 +36,7 @@ MAX_LEAVES = 1 << 16  # per request of leaf hashes (2 MiB)
 
 async def _log(conn: Any, actor: Any, log_id: str) -> tuple[Any, int]:
     """The log's driver connection and size; 404 for a log not there or not readable."""
-    if not LOG_ID.match(log_id):
+    if not LOG_ID.fullmatch(log_id):
         raise ApiError(422, "ValidationError", f"{log_id!r} is not a log id (a region, e.g. 36.71)")
     require_read(actor, log_id)
     driver = await driver_connection(conn)

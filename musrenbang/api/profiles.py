@@ -25,6 +25,7 @@ class OpdOut(BaseModel):
     name: str
     bidang: list[str]
     chair: str | None
+    urusan: list[str]
 
 
 class StageOut(BaseModel):
@@ -78,7 +79,13 @@ def profile_out(region: str, name: str, profile: Profile) -> RegionProfile:
         name=name,
         source=profile.source,
         opds=[
-            OpdOut(slug=o.slug, name=o.name, bidang=list(o.bidang), chair=o.chair)
+            OpdOut(
+                slug=o.slug,
+                name=o.name,
+                bidang=list(o.bidang),
+                chair=o.chair,
+                urusan=list(o.urusan),
+            )
             for o in profile.opds
         ],
         template=profile.template,
@@ -119,11 +126,15 @@ async def get_profile(
     return profile_out(found.code, found.name, profile)
 
 
-@router.get("/nomenclature")
+@router.get("/nomenclature", responses=error_responses(409))
 async def list_catalogues(actor: CurrentActor, settings: SettingsDep) -> CatalogueList:
     """The sub-kegiatan catalogues a profile may name as its "nomenclature"."""
     out = []
-    for name, entries in sorted(catalogues(settings.profiles_dir).items()):
+    try:
+        found = catalogues(settings.profiles_dir)
+    except ProfileError as exc:  # a Bappeda's own catalogue file that does not parse
+        raise ApiError(409, "Conflict", f"a nomenclature file is refused: {exc}") from None
+    for name, entries in sorted(found.items()):
         edition = catalogue_edition(name) or {}
         out.append(
             Catalogue(

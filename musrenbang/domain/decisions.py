@@ -276,7 +276,7 @@ def _check_one(
             return "assign needs opd_akhir and/or sub_kegiatan"
         if d.opd_akhir is not None and d.opd_akhir not in known_opds:
             return f"unknown OPD {d.opd_akhir!r}"
-        if d.sub_kegiatan is not None and not SUB_KEGIATAN.match(d.sub_kegiatan):
+        if d.sub_kegiatan is not None and not SUB_KEGIATAN.fullmatch(d.sub_kegiatan):
             return "sub_kegiatan must look like 1.03.10.2.01.0001 (Permendagri 90/2019)"
     return None
 

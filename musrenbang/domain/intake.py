@@ -78,7 +78,7 @@ def origin_problem(level: Level, unit: str, kelurahan: str | None) -> str | None
             return f"kelurahan {kelurahan} is not this forum's ({unit})"
         return None
     kel = kelurahan or ""
-    if not (KELURAHAN.match(kel) and kel.startswith(f"{unit}.")):
+    if not (KELURAHAN.fullmatch(kel) and kel.startswith(f"{unit}.")):
         return f"name the kelurahan it comes from (a code under {unit})"
     return None
 

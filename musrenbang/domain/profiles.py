@@ -9,8 +9,9 @@ workflow input, so no workflow reads reference data from code.
 
 from __future__ import annotations
 
+import calendar as gregorian
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,8 +19,9 @@ from musrenbang.domain.routing import LEVEL_ORDER, graph_problem
 from musrenbang.domain.stages import STAGES, TEMPLATES, Level, Stage
 from musrenbang.domain.usulan import SUB_KEGIATAN
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,58}[a-z0-9]$")
-CALENDAR_DAY = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,58}[a-z0-9]")  # whole text: use fullmatch
+CALENDAR_DAY = re.compile(r"(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+URUSAN = re.compile(r"\d(\.\d{2}){0,2}")  # 1, 1.03 or 1.03.10: a prefix of sub-kegiatan codes
 MAX_OPDS = 200
 MAX_SUB_KEGIATAN = 5000  # a city's own sub-kegiatan; the whole national list stays outside
 MAX_PAGU = 10**15
@@ -37,6 +39,8 @@ KEYS = (
     "nomenclature",
     "sub_kegiatan",
     "notes",
+    "source",  # as GET /profiles/{region} shows it: informational, not read
+    "template",  # a template's name, where "stages" is not given
 )
 
 
@@ -50,6 +54,24 @@ class OpdProfile:
     name: str
     bidang: tuple[str, ...]
     chair: str | None = None  # who chairs its Forum PD
+    # The urusan (or bidang urusan, program) whose sub-kegiatan its Forum PD assigns,
+    # as code prefixes ("1.03"); empty: any of the nomenclature.
+    urusan: tuple[str, ...] = ()
+
+    def assigns(self, catalogue: Mapping[str, str]) -> dict[str, str]:
+        """The part of the nomenclature this OPD's Forum PD assigns from."""
+        return catalogue_for(catalogue, self.urusan)
+
+
+def catalogue_for(catalogue: Mapping[str, str], urusan: Sequence[str]) -> dict[str, str]:
+    """The sub-kegiatan of `catalogue` under the urusan prefixes (all of it: none given)."""
+    if not urusan:
+        return dict(catalogue)
+    return {
+        code: name
+        for code, name in catalogue.items()
+        if any(code == u or code.startswith(f"{u}.") for u in urusan)
+    }
 
 
 @dataclass(frozen=True)
@@ -79,7 +101,13 @@ class Profile:
             "source": self.source,
             "template": self.template,
             "opds": [
-                {"slug": o.slug, "name": o.name, "bidang": list(o.bidang), "chair": o.chair}
+                {
+                    "slug": o.slug,
+                    "name": o.name,
+                    "bidang": list(o.bidang),
+                    "chair": o.chair,
+                    "urusan": list(o.urusan),
+                }
                 for o in self.opds
             ],
             "pokir_stage": self.pokir_stage,
@@ -104,8 +132,10 @@ def parse_profile(
     if base is None and "opds" not in data:
         raise ProfileError('a profile needs "opds": [{"slug", "name", "bidang": [...]}]')
     opds = _opds(data["opds"]) if "opds" in data or base is None else base.opds
-    if "stages" in data:
+    if "stages" in data:  # an own graph, or a template's name
         template, stages = _stages(data["stages"])
+    elif isinstance(data.get("template"), str):
+        template, stages = _stages(data["template"])
     elif base is not None:
         template, stages = base.template, base.stages
     else:
@@ -124,12 +154,19 @@ def parse_profile(
         if "pagu" in data
         else _kept(base.pagu if base else {}, base.pagu_units if base else {}, slugs)
     )
+    if "pagu" not in data:  # the base's pagu of an OPD this profile no longer has goes
+        opd_stages = {s.slug for s in stages if s.level is Level.OPD}
+        kept = {o.slug for o in opds}
+        pagu_units = {
+            st: ({u: a for u, a in units.items() if u in kept} if st in opd_stages else units)
+            for st, units in pagu_units.items()
+        }
     reasons = _reasons(data["reason_codes"]) if "reason_codes" in data else None
     if reasons is None:
         reasons = base.reason_codes if base else (SYSTEM_REASON,)
-    calendar = _calendar(data["calendar"], slugs) if "calendar" in data else None
-    if calendar is None:
-        calendar = dict(base.calendar) if base else {}
+    calendar = dict(base.calendar) if base else {}
+    if "calendar" in data:  # per stage, over the base's
+        calendar.update(_calendar(data["calendar"], slugs))
     nomenclature, entries = _nomenclature(data, base, catalogues or {})
     return Profile(
         opds=opds,
@@ -163,7 +200,7 @@ def _text_or_none(value: Any, what: str) -> str | None:
 
 
 def _slug(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not SLUG.match(value):
+    if not isinstance(value, str) or not SLUG.fullmatch(value):
         raise ProfileError(
             f"{what} {value!r} must be a slug: lowercase letters, digits and '-', 2 to 60"
         )
@@ -189,7 +226,9 @@ def _opds(value: Any) -> tuple[OpdProfile, ...]:
     out: list[OpdProfile] = []
     handled: dict[str, str] = {}
     for n, item in enumerate(_list(value, "opds", MAX_OPDS), start=1):
-        row = _object(item, f"opds[{n}]", ("slug", "name", "bidang", "chair", "abbreviation"))
+        row = _object(
+            item, f"opds[{n}]", ("slug", "name", "bidang", "chair", "abbreviation", "urusan")
+        )
         for key in ("slug", "name", "bidang"):
             if key not in row:
                 raise ProfileError(f"opds[{n}] needs {key}")
@@ -205,8 +244,18 @@ def _opds(value: Any) -> tuple[OpdProfile, ...]:
                 )
             handled[b] = slug
         chair = _text_or_none(row.get("chair"), f"opds[{n}].chair")
-        out.append(OpdProfile(slug, _text(row["name"], f"opds[{n}].name"), bidang, chair))
+        urusan = tuple(_urusan(u, f"opds[{n}].urusan") for u in row.get("urusan") or [])
+        if len(urusan) > 50:
+            raise ProfileError(f"opds[{n}].urusan may name at most 50")
+        name = _text(row["name"], f"opds[{n}].name")
+        out.append(OpdProfile(slug, name, bidang, chair, urusan))
     return tuple(out)
+
+
+def _urusan(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not URUSAN.fullmatch(value):
+        raise ProfileError(f"{what} {value!r} must be a code prefix such as 1.03 (urusan PU)")
+    return value
 
 
 def _stages(value: Any) -> tuple[str | None, tuple[Stage, ...]]:
@@ -225,7 +274,8 @@ def _stages(value: Any) -> tuple[str | None, tuple[Stage, ...]]:
             if key not in row:
                 raise ProfileError(f"stages[{n}] needs {key}")
         slug = _slug(row["slug"], f"stages[{n}].slug")
-        if row["level"] not in {level.value for level in LEVEL_ORDER}:
+        level = row["level"]
+        if not isinstance(level, str) or level not in {lv.value for lv in LEVEL_ORDER}:
             raise ProfileError(
                 f"stages[{n}].level must be one of {', '.join(lv.value for lv in LEVEL_ORDER)}"
             )
@@ -306,9 +356,12 @@ def _calendar(value: Any, slugs: list[str]) -> dict[str, tuple[int, int]]:
     for stage, day in value.items():  # this graph's stages, and any template's
         if stage not in slugs and stage not in STAGES:
             raise ProfileError(f"calendar names {stage!r}, not a stage ({', '.join(slugs)})")
-        if not isinstance(day, str) or not CALENDAR_DAY.match(day):
+        if not isinstance(day, str) or not CALENDAR_DAY.fullmatch(day):
             raise ProfileError(f'calendar.{stage} must be "MM-DD", e.g. "01-31"')
-        out[stage] = (int(day[:2]), int(day[3:]))
+        month, dom = int(day[:2]), int(day[3:])
+        if dom > gregorian.monthrange(2001, month)[1]:  # a day every year has
+            raise ProfileError(f"calendar.{stage}: {day} is not a day of every year")
+        out[stage] = (month, dom)
     return out
 
 
@@ -340,7 +393,7 @@ def parse_catalogue(value: Any, what: str = "sub_kegiatan") -> dict[str, str]:
     for n, item in enumerate(_list(value, what, MAX_SUB_KEGIATAN), start=1):
         row = _object(item, f"{what}[{n}]", ("code", "name"))
         code = row.get("code")
-        if not isinstance(code, str) or not SUB_KEGIATAN.match(code):
+        if not isinstance(code, str) or not SUB_KEGIATAN.fullmatch(code):
             raise ProfileError(f"{what}[{n}].code must look like 1.03.10.2.01.0044")
         if code in entries:
             raise ProfileError(f"{what}[{n}]: the code {code} is given twice")

@@ -153,9 +153,10 @@ def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) 
             stages=payload.get("stages", []),
             status="open",
         )
-        for key in ("name", "profile", "stage_defs", "names"):  # names: units, OPDs
-            if key in payload:
-                new[key] = payload[key]
+        if "profile" in payload:  # planned with a profile: its names (units, OPDs) too
+            for key in ("name", "profile", "stage_defs", "names"):
+                if key in payload:
+                    new[key] = payload[key]
     elif event_type == ET.STAGE_OPENED:
         new["current_stage"] = payload["stage"]
         new.setdefault("opened_stages", []).append(payload["stage"])

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from lokal import wilayah
 
+from musrenbang.domain.opd import NAMES_BEFORE_PROFILES
+
 
 @dataclass(frozen=True)
 class Kecamatan:
@@ -47,7 +49,8 @@ def load_region(code: str) -> Region:
 
 def unit_name(unit: str | None, names: Mapping[str, str]) -> str | None:
     """A kelurahan's, kecamatan's, region's or OPD's name as its cycle was planned with;
-    for cycles planned before profiles, a region code's Kemendagri name."""
+    for cycles planned before profiles, a region code's Kemendagri name, or the OPD's name
+    those cycles showed."""
     if not unit:
         return None
     if unit in names:
@@ -55,7 +58,7 @@ def unit_name(unit: str | None, names: Mapping[str, str]) -> str | None:
     if re.fullmatch(r"\d{2}(\.\d{2}){1,2}(\.\d{4})?", unit):
         found = wilayah.get_wilayah(unit)
         return str(found.name) if found is not None else None
-    return None
+    return NAMES_BEFORE_PROFILES.get(unit)
 
 
 def place_names(details: Mapping[str, object], names: Mapping[str, str]) -> dict[str, str | None]:

@@ -43,7 +43,7 @@ def _volume(value: Any) -> str | None:
 
 
 def _rt_rw(value: Any) -> str | None:
-    if not isinstance(value, str) or not RT_RW.match(value) or int(value) == 0:
+    if not isinstance(value, str) or not RT_RW.fullmatch(value) or int(value) == 0:
         return "must be a number of up to three digits, as in RT 003"
     return None
 
@@ -65,7 +65,7 @@ def _fisik(value: Any) -> str | None:
 
 def _pattern(regex: re.Pattern[str], example: str) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
-        if not isinstance(value, str) or not regex.match(value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
             return f"must look like {example}"
         return None
 

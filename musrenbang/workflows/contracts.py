@@ -183,8 +183,8 @@ class CycleInput:
     sub_kegiatan: dict[str, str] = field(default_factory=dict)  # code -> name
     names: dict[str, str] = field(default_factory=dict)  # kelurahan, kecamatan, OPD -> name
     profile: dict[str, Any] = field(default_factory=dict)  # what CycleOpened records of it
-    # Continue-as-new past this many history events (0: Temporal's suggestion alone), and
-    # the state a run carries into the next.
+    # Continue-as-new past this many history events (0: CONTINUE_AFTER in cycle.py; sooner
+    # when Temporal suggests it), and the state a run carries into the next.
     continue_after: int = 0
     carried: dict[str, Any] | None = None
 

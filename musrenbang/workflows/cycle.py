@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
     from musrenbang.domain.intake import check_batch, draft_details, drafts
     from musrenbang.domain.opd import routes_before_profiles
+    from musrenbang.domain.profiles import catalogue_for
     from musrenbang.domain.receipts import receipt_code
     from musrenbang.domain.routing import feeders, route, route_opd, units_at
     from musrenbang.domain.stages import STAGES, Level, Stage
@@ -49,9 +50,11 @@ LATE_OPENING_SPAN = timedelta(days=7)
 # once its history grows long (a year of pokir and forum results). Histories from before
 # awaited each forum as a child and replay so.
 REPORTS = "cycle-reports-by-signal"
-# Temporal suggests continue-as-new well below its limits (51,200 events, 50 MB); this
-# bounds the history sooner, whichever comes first.
+# A run continues as new past this many events, or sooner when Temporal suggests it
+# (well below its limits of 51,200 events and 50 MB), whichever comes first; never
+# before MIN_HISTORY, so a fresh run cannot continue at once.
 CONTINUE_AFTER = 10_000
+MIN_HISTORY = 30
 
 
 @workflow.defn
@@ -76,6 +79,7 @@ class CycleWorkflow:
         self.pokir: dict[str, list[Incoming]] = {}
         self.reports: list[ForumResult] = []  # forum results signalled, not yet routed
         self.by_signal = False  # set by `run`: whether forums report by signal
+        self.routed = 0  # forum results this run has routed
         self.lock = asyncio.Lock()
         self.tasks: list[asyncio.Task[None]] = []
         if inp.carried is not None:
@@ -104,20 +108,26 @@ class CycleWorkflow:
                     while self.reports and self.result is None:
                         report = self.reports.pop(0)
                         await self._route(self.inp.stages.index(report.stage), report)
+                        self.routed += 1
             elif self.result is None:
-                # every update and signal handled first, so nothing is lost in between
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self.reports:
+                # every update, signal and timer's record done first (none holds the lock),
+                # so nothing is lost in between; then on at once, with no await between
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and not self.lock.locked()
+                )
+                if not self.reports and self.result is None:
                     workflow.continue_as_new(self._next_run())
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
 
     def _long(self) -> bool:
-        """Whether this run's history should end here and go on in a new run."""
-        if not self.by_signal:
+        """Whether this run's history should end here and go on in a new run: once it has
+        routed a forum's result at least (so a run always moves the cycle on), past the
+        limit or when Temporal suggests it."""
+        if not self.by_signal or self.routed == 0:
             return False
         info = workflow.info()
-        limit = self.inp.continue_after or CONTINUE_AFTER
+        limit = max(self.inp.continue_after or CONTINUE_AFTER, MIN_HISTORY)
         return info.is_continue_as_new_suggested() or info.get_current_history_length() > limit
 
     def _next_run(self) -> CycleInput:
@@ -237,16 +247,19 @@ class CycleWorkflow:
             opds=self.inp.opds,
             routes=self.inp.routes if stage == 0 else {},
             reason_codes=self.inp.reason_codes,
-            # the nomenclature goes to the forums that assign (the OPDs'), and the city's
-            sub_kegiatan=(
-                (self.inp.sub_kegiatan if level in (Level.OPD, Level.CITY) else {})
-                if profiled
-                else None
-            ),
+            # the nomenclature goes to the forums that assign: each OPD's Forum PD, its part
+            sub_kegiatan=self._catalogue(stage, unit) if profiled else None,
             chair=self._chair(stage, unit) if profiled else None,
             unit_name=self.inp.names.get(unit) if profiled else None,
             report_to=cycle_workflow_id(self.inp.cycle_id) if self.by_signal else None,
         )
+
+    def _catalogue(self, stage: int, unit: str) -> dict[str, str]:
+        if self.levels[stage] is not Level.OPD:
+            return {}
+        opds: list[dict[str, Any]] = self.inp.profile.get("opds", [])
+        opd = next((o for o in opds if o.get("slug") == unit), {})
+        return catalogue_for(self.inp.sub_kegiatan, opd.get("urusan") or [])
 
     def _chair(self, stage: int, unit: str) -> str:
         """Who chairs the forum: the OPD's own chair at an OPD stage, else the stage's."""

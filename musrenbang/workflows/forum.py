@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.access import Actor, may_decide, may_extend
@@ -69,9 +69,12 @@ class ForumWorkflow(ForumState):
             self.id, inp.stage, inp.unit, self.closed_by or "", forwarded, self.perkada
         )
         if inp.report_to is not None:  # the cycle may have continued as new: it is told
-            await workflow.get_external_workflow_handle(inp.report_to).signal(
-                "forum_closed", result
-            )
+            try:
+                await workflow.get_external_workflow_handle(inp.report_to).signal(
+                    "forum_closed", result
+                )
+            except FailureError:  # the cycle is gone (terminated): the forum still ends
+                workflow.logger.error("forum.report_undelivered", extra={"cycle": inp.report_to})
         return result
 
     # -- updates ----------------------------------------------------------------------

@@ -120,7 +120,7 @@ async def test_a_cycle_runs_on_the_profile_it_is_given(
 
 
 async def test_the_profile_a_region_plans_with_can_be_read(
-    api: httpx.AsyncClient, token: Any
+    api: httpx.AsyncClient, token: Any, cycle_year: int
 ) -> None:
     auditor = token("auditor")
     tangsel = (await api.get("/profiles/36.74", headers=auditor)).json()
@@ -135,5 +135,9 @@ async def test_the_profile_a_region_plans_with_can_be_read(
     assert (await api.get("/profiles/36.74")).status_code == 401
     books = (await api.get("/nomenclature", headers=auditor)).json()["catalogues"]
     assert {b["name"] for b in books} == {"kepmendagri-900-2023", "sipd-2027"}
-    # the profile as read is one POST /cycles takes back
-    assert all(k in tangsel for k in ("opds", "stages", "reason_codes", "calendar"))
+    # the profile as read is one POST /cycles takes back, for another region too
+    back = await api.post(
+        "/cycles", json=_cycle(cycle_year, profile=tangsel), headers=token("admin")
+    )
+    assert back.status_code == 201, back.text
+    assert back.json()["opds"] == [o["slug"] for o in tangsel["opds"]]

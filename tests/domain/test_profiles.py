@@ -22,6 +22,7 @@ from musrenbang.domain.errors import Conflict, Refused
 from musrenbang.domain.intake import ProposalDraft, check_batch, draft_details, origin_problem
 from musrenbang.domain.opd import routes_before_profiles
 from musrenbang.domain.profiles import ProfileError, parse_profile
+from musrenbang.domain.records import evolve_cycle
 from musrenbang.domain.routing import feeders, graph_problem, route, route_opd, units_at
 from musrenbang.domain.stages import STAGES, Level, Stage, template
 from musrenbang.planning import CyclePlan, cycle_input
@@ -298,3 +299,97 @@ def test_a_profile_from_json_round_trips_its_catalogue() -> None:
     assert parsed.sub_kegiatan == {"1.03.10.2.01.0055": "Rehabilitasi Jalan"}
     with pytest.raises(ProfileError, match="given twice"):
         parse_profile({"opds": OPDS, "sub_kegiatan": entries * 2})
+
+
+@pytest.mark.parametrize(
+    ("profile", "says"),
+    [
+        ({"opds": [{**OPDS[0], "slug": "dinas-pu\n"}]}, "must be a slug"),
+        ({"opds": [{**OPDS[0], "bidang": ["jalan\n"]}]}, "must be a slug"),
+        ({"opds": [{**OPDS[0], "urusan": ["1.3"]}]}, "code prefix"),
+        (
+            {
+                "opds": OPDS,
+                "stages": [{"slug": "a1", "name": "A", "level": [], "chaired_by": "L"}] * 2,
+            },
+            "level must be one of",
+        ),
+        ({"opds": OPDS, "calendar": {"kelurahan": "04-31"}}, "not a day of every year"),
+        ({"opds": OPDS, "calendar": {"kelurahan": "02-29"}}, "not a day of every year"),
+        ({"opds": OPDS, "calendar": {"kelurahan": "01-31\n"}}, "MM-DD"),
+    ],
+)
+def test_hostile_profiles_are_refused_with_a_reason(profile: dict[str, Any], says: str) -> None:
+    with pytest.raises(ProfileError, match=says):
+        resolve_profile("13.72", profile)
+
+
+def test_a_calendar_given_replaces_only_its_own_stages() -> None:
+    own = resolve_profile("13.72", {"opds": OPDS, "calendar": {"kelurahan": "02-14"}})
+    assert own.calendar["kelurahan"] == (2, 14)
+    assert own.calendar["kota"] == default_profile().calendar["kota"]
+
+
+def test_a_template_keeps_a_region_without_pokir_without_pokir() -> None:
+    inp = cycle_input(
+        CyclePlan(
+            region="13.72", year=2028, template="sipd", profile={"opds": OPDS, "pokir_stage": None}
+        )
+    )
+    assert inp.pokir_stage is None and "validasi-bappeda" in inp.stages
+
+
+def test_two_forums_may_not_share_an_id() -> None:
+    stages = [
+        {"slug": "rembuk", "name": "Rembuk", "level": "kelurahan", "chaired_by": "Lurah"},
+        {"slug": "forum", "name": "Forum", "level": "opd", "chaired_by": "Kepala OPD"},
+        {"slug": "forum-pd", "name": "Forum PD", "level": "opd", "chaired_by": "Kepala OPD"},
+        {"slug": "kota", "name": "Kota", "level": "city", "chaired_by": "Wali Kota"},
+    ]
+    opds = [
+        {"slug": "pd-xy", "name": "Dinas A", "bidang": ["jalan"]},
+        {"slug": "x1", "name": "Dinas B", "bidang": ["kesehatan"]},
+        {"slug": "xy", "name": "Dinas C", "bidang": ["sosial"]},
+    ]
+    days = {"rembuk": "01-10", "forum": "02-10", "forum-pd": "03-10", "kota": "04-10"}
+    plan = CyclePlan(
+        region="13.72", year=2028, profile={"opds": opds, "stages": stages, "calendar": days}
+    )
+    with pytest.raises(ProfileError, match="same id"):
+        cycle_input(plan)
+
+
+def test_each_forum_pd_gets_the_sub_kegiatan_of_its_urusan() -> None:
+    tangerang = region_profile("36.71")
+    pupr = next(o for o in tangerang.opds if o.slug == "dinas-pupr")
+    health = next(o for o in tangerang.opds if o.slug == "dinas-kesehatan")
+    assert pupr.urusan == ("1.03",) and set(pupr.assigns(tangerang.sub_kegiatan))
+    assert all(c.startswith("1.03.") for c in pupr.assigns(tangerang.sub_kegiatan))
+    assert "1.03.10.2.01.0055" not in health.assigns(tangerang.sub_kegiatan)
+    # every shipped OPD has something to assign, but DP3AP2KB: the shipped part of the TA
+    # 2027 nomenclature holds none of urusan 2.08 (renamed there; README)
+    for region in ("36.71", "36.74", "13.72"):
+        profile = region_profile(region)
+        empty = {o.slug for o in profile.opds if not o.assigns(profile.sub_kegiatan)}
+        assert empty == {"dp3ap2kb"}, region
+
+
+def test_a_nomenclature_too_large_to_carry_is_refused() -> None:
+    huge = [
+        {"code": f"1.03.10.2.{n // 9000 + 1:02d}.{n % 9000 + 1:04d}", "name": "x" * 400}
+        for n in range(4000)
+    ]
+    many = [{"slug": f"dinas-{n}", "name": f"Dinas {n}", "bidang": [f"b{n}"]} for n in range(8)]
+    with pytest.raises(ProfileError, match="too large"):
+        cycle_input(
+            CyclePlan(region="13.72", year=2028, profile={"opds": many, "sub_kegiatan": huge})
+        )
+
+
+def test_cycles_opened_before_profiles_fold_as_they_did() -> None:
+    """Their CycleOpened carried the region's name, which their read model never kept: the
+    fold must not start keeping it now, or an intact log would fail verification."""
+    old = {"cycle_id": "13.72-2027", "region": "13.72", "name": "KOTA SOLOK", "stages": []}
+    assert "name" not in evolve_cycle(None, "CycleOpened", old)
+    new = evolve_cycle(None, "CycleOpened", {**old, "profile": {"source": "default"}})
+    assert new["name"] == "KOTA SOLOK"

@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 
 from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.catalogue import forum_id
+from musrenbang.domain.profiles import catalogue_for
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
     ActorRef,
@@ -105,6 +106,12 @@ async def close(handle: WorkflowHandle[Any, Any], actor: ActorRef, **kw: Any) ->
     await handle.execute_update(ForumWorkflow.close, CloseRequest(actor, ba(**kw)))
 
 
+def sub_kegiatan_of(inp: CycleInput, opd: str) -> str:
+    """A sub-kegiatan the OPD's Forum PD may assign: the first under its urusan."""
+    [urusan] = [o["urusan"] for o in inp.profile["opds"] if o["slug"] == opd]
+    return sorted(catalogue_for(inp.sub_kegiatan, urusan))[0]
+
+
 async def drive_cycle(
     client: Client, cycle: WorkflowHandle[Any, Any], inp: CycleInput
 ) -> dict[str, Any]:
@@ -177,14 +184,12 @@ async def drive_cycle(
             continue
         forum = await forum_handle(client, cycle, inp, "forum-pd", opd)
         ids = sorted((await forum.query(ForumWorkflow.view)).proposals)
+        code = sub_kegiatan_of(inp, opd)
         await decide(
             forum,
             coordinator(opd),
             [
-                *[
-                    DecisionRequest(p, "assign", opd_akhir=opd, sub_kegiatan="1.03.10.2.01.0055")
-                    for p in ids
-                ],
+                *[DecisionRequest(p, "assign", opd_akhir=opd, sub_kegiatan=code) for p in ids],
                 *[DecisionRequest(p, "accept") for p in ids],
             ],
         )
