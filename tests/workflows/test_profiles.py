@@ -214,7 +214,7 @@ async def test_a_long_cycle_continues_as_new_and_still_adopts(
     time_skipping_env: WorkflowEnvironment, engine: AsyncEngine, task_queue: str, cycle_year: int
 ) -> None:
     client = time_skipping_env.client
-    inp = dataclasses.replace(small_cycle(cycle_year), continue_after=100)
+    inp = dataclasses.replace(small_cycle(cycle_year), continue_after=50)
     async with build_worker(client, task_queue, engine):
         started = await client.start_workflow(
             CycleWorkflow.run, inp, id=f"cycle-{inp.cycle_id}", task_queue=task_queue
