@@ -3,29 +3,31 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from musrenbang.api.auth import CurrentActor, cycle_region, may_read, require_read
 from musrenbang.api.deps import ConnDep
 from musrenbang.api.errors import ApiError, not_found
 from musrenbang.api.responses import (
     AuditVerification,
+    CycleList,
     CycleView,
     EventsPage,
     Findings,
     ForumView,
     Funnel,
     History,
+    OpenData,
+    ProposalList,
     ProposalState,
     error_responses,
     text_body,
 )
+from musrenbang.documents import exports
 from musrenbang.domain.catalogue import forum_id
 from musrenbang.domain.regions import place_names, unit_name
 from musrenbang.events import queries
@@ -48,6 +50,47 @@ async def _proposal_region(conn: Any, proposal_id: str, actor: Any) -> None:
     log_id = await queries.proposal_log(conn, proposal_id)  # from the log, not a read model
     if log_id is not None and not may_read(actor, log_id):
         raise not_found(f"usulan {proposal_id}")
+
+
+@router.get("/cycles")
+async def list_cycles(conn: ConnDep, actor: CurrentActor) -> CycleList:
+    """The cycles of the regions this token reads, newest year first."""
+    found = [c for c in await queries.cycles(conn) if may_read(actor, c["region"])]
+    return CycleList.model_validate({"cycles": found})
+
+
+@router.get("/cycles/{cycle_id}/proposals", responses=IN_REGION)
+async def search_proposals(
+    cycle_id: str,
+    conn: ConnDep,
+    actor: CurrentActor,
+    kelurahan: Annotated[str | None, Query(pattern=r"^\d{2}\.\d{2}\.\d{2}(\.\d{4})?$")] = None,
+    bidang: Annotated[str | None, Query(max_length=60)] = None,
+    status: Annotated[str | None, Query(max_length=40)] = None,
+    stage: Annotated[str | None, Query(max_length=60)] = None,
+    q: Annotated[str | None, Query(min_length=2, max_length=200)] = None,
+    after: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ProposalList:
+    """The cycle's usulan by kelurahan (or kecamatan), bidang, status, stage and words in
+    their masalah or gagasan; a page at a time."""
+    require_read(actor, cycle_region(cycle_id))
+    await _cycle_state(conn, cycle_id)
+    found = await queries.search_proposals(
+        conn,
+        cycle_id,
+        kelurahan=kelurahan,
+        bidang=bidang,
+        status=status,
+        stage=stage,
+        words=q,
+        after=after,
+        limit=limit,
+    )
+    last = found[-1]["proposal_id"] if len(found) == limit else None
+    return ProposalList.model_validate(
+        {"cycle_id": cycle_id, "proposals": found, "next_after": last}
+    )
 
 
 @router.get("/cycles/{cycle_id}", responses=IN_REGION, response_model_exclude_unset=True)
@@ -182,23 +225,91 @@ async def get_findings(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Fin
     return Findings.model_validate({"cycle_id": cycle_id, **found})
 
 
+async def _export_rows(
+    conn: Any, cycle_id: str, stage: str | None = None, every_stage: bool = False
+) -> tuple[dict[str, Any], list[tuple[str, list[dict[str, Any]]]]]:
+    """The cycle's state and its export's sheets: the cycle's (or one stage's) rows, and
+    with `every_stage` one sheet per stage after them."""
+    state = await _cycle_state(conn, cycle_id)
+    if stage is not None and stage not in state.get("stages", []):
+        raise not_found(f"stage {stage} of cycle {cycle_id}")
+    states = await queries.cycle_proposal_states(conn, cycle_id)
+    events = await queries.cycle_proposal_events(conn, cycle_id)
+    names = state.get("names") or {}
+    sheets = [(stage or "Usulan", exports.records(states, events, names, stage))]
+    if every_stage:
+        sheets += [(s, exports.records(states, events, names, s)) for s in state["stages"]]
+    return state, sheets
+
+
+StageQuery = Annotated[str | None, Query(max_length=60, description="one stage's usulan only")]
+
+
 @router.get(
     "/cycles/{cycle_id}/export.csv",
     response_class=Response,
     responses={
-        **text_body("text/csv", "every usulan of the cycle, one a row, with a header row"),
+        **text_body(
+            "text/csv",
+            "every usulan of the cycle, one a row, with a header row: UTF-8 with a BOM,"
+            " fields separated by `;` (as Excel reads them in an Indonesian locale)",
+        ),
         **IN_REGION,
     },
 )
-async def export_csv(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> Response:
+async def export_csv(
+    cycle_id: str, conn: ConnDep, actor: CurrentActor, stage: StageQuery = None
+) -> Response:
     require_read(actor, cycle_region(cycle_id))
-    await _cycle_state(conn, cycle_id)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(queries.EXPORT_COLUMNS)
-    writer.writerows(await queries.export_rows(conn, cycle_id))
+    _, [(_, rows)] = await _export_rows(conn, cycle_id, stage)
+    suffix = f"-{stage}" if stage else ""
     return Response(
-        buffer.getvalue(),
+        exports.to_csv(rows),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="usulan-{cycle_id}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="usulan-{cycle_id}{suffix}.csv"'},
     )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get(
+    "/cycles/{cycle_id}/export.xlsx",
+    response_class=Response,
+    responses={
+        **text_body(XLSX, "a workbook: the cycle's usulan, then one sheet per stage"),
+        **IN_REGION,
+    },
+)
+async def export_xlsx(
+    cycle_id: str, conn: ConnDep, actor: CurrentActor, stage: StageQuery = None
+) -> Response:
+    """Names beside codes, codes as text, original and revised values, rank and scores,
+    OPD awal and akhir, sub-kegiatan with its name, who decided and when, pokir members."""
+    require_read(actor, cycle_region(cycle_id))
+    _, sheets = await _export_rows(conn, cycle_id, stage, every_stage=stage is None)
+    suffix = f"-{stage}" if stage else ""
+    return Response(
+        exports.to_xlsx(sheets),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="usulan-{cycle_id}{suffix}.xlsx"'},
+    )
+
+
+@router.get("/cycles/{cycle_id}/export.json", responses=IN_REGION)
+async def export_open_data(cycle_id: str, conn: ConnDep, actor: CurrentActor) -> OpenData:
+    """The cycle's usulan as open data, in the schema of GET /schemas/open-data.json (no
+    names of officials, no proposer's reference)."""
+    require_read(actor, cycle_region(cycle_id))
+    state, [(_, rows)] = await _export_rows(conn, cycle_id)
+    return OpenData.model_validate(exports.open_data({**state, "cycle_id": cycle_id}, rows))
+
+
+@router.get(
+    "/schemas/open-data.json",
+    response_class=Response,
+    responses=text_body("application/schema+json", "JSON Schema 2020-12 of export.json"),
+)
+async def open_data_schema() -> JSONResponse:
+    """The JSON Schema of the open-data export."""
+    return JSONResponse(exports.OPEN_DATA_SCHEMA, media_type="application/schema+json")

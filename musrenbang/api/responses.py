@@ -172,6 +172,56 @@ class ForumListing(Closed):
     last_seq: int
 
 
+class CycleSummary(Closed):
+    cycle_id: str
+    region: str
+    name: str | None
+    year: int | None
+    status: str
+    current_stage: str | None
+    last_seq: int
+
+
+class CycleList(Closed):
+    cycles: list[CycleSummary]
+
+
+class ProposalListing(Closed):
+    proposal_id: str
+    receipt: str | None
+    kind: str | None
+    status: str
+    stage: str | None
+    unit: str | None
+    masalah: str | None
+    bidang: str | None
+    cost: int | None
+    kelurahan: str | None
+    kelurahan_name: str | None
+    kecamatan: str | None
+    kecamatan_name: str | None
+    opd_name: str | None
+
+
+class ProposalList(Closed):
+    cycle_id: str
+    proposals: list[ProposalListing]
+    next_after: str | None = Field(description="pass as `after` for the next page; null: no more")
+
+
+class OpenData(Closed):
+    """A cycle's usulan as open data (its JSON Schema: GET /schemas/open-data.json)."""
+
+    schema_: str = Field(alias="schema", serialization_alias="schema")
+    cycle_id: str
+    region: str | None
+    region_name: str | None
+    year: int | None
+    status: str | None
+    generated_from_seq: int | None
+    usulan: list[JSONObject]
+
+
 class ForumList(Closed):
     cycle_id: str
     forums: list[ForumListing]

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.domain.catalogue import proposal_stream
 from musrenbang.domain.records import State, evolve_proposal
-from musrenbang.domain.regions import place_names, unit_name
+from musrenbang.domain.regions import place_names
 from musrenbang.events.store import read_stream
 
 EXITS = {
@@ -39,6 +39,96 @@ async def cycle_state(conn: AsyncConnection, cycle_id: str) -> State | None:
         )
     ).first()
     return None if row is None else {**row.state, "status": row.status, "last_seq": row.last_seq}
+
+
+async def cycles(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every cycle, newest year first: its id, region, name, year, status and stage."""
+    rows = await conn.execute(
+        text(
+            "SELECT cycle_id, log_id, status, state->>'name' AS name,"
+            " (state->>'year')::int AS year, state->>'current_stage' AS current_stage,"
+            " last_seq FROM read.cycles ORDER BY (state->>'year')::int DESC, cycle_id"
+        )
+    )
+    return [
+        {
+            "cycle_id": r.cycle_id,
+            "region": r.log_id,
+            "name": r.name,
+            "year": r.year,
+            "status": r.status,
+            "current_stage": r.current_stage,
+            "last_seq": r.last_seq,
+        }
+        for r in rows
+    ]
+
+
+def _like(text_: str) -> str:
+    """`text_` as a LIKE pattern that matches it literally, anywhere."""
+    escaped = text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search_proposals(
+    conn: AsyncConnection,
+    cycle_id: str,
+    *,
+    kelurahan: str | None = None,
+    bidang: str | None = None,
+    status: str | None = None,
+    stage: str | None = None,
+    words: str | None = None,
+    after: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The cycle's usulan that match: in a kelurahan (or a kecamatan, by its code's
+    prefix), of a bidang, a status, at a stage, whose masalah or gagasan holds `words`;
+    by id, from after `after`."""
+    rows = await conn.execute(
+        text(
+            "SELECT proposal_id, status, stage, unit, state FROM read.proposals"
+            " WHERE cycle_id = :c"
+            " AND (CAST(:kel AS text) IS NULL OR starts_with(state->'details'->>'kelurahan', :kel))"
+            " AND (CAST(:bidang AS text) IS NULL OR state->'details'->>'bidang' = :bidang)"
+            " AND (CAST(:status AS text) IS NULL OR status = :status)"
+            " AND (CAST(:stage AS text) IS NULL OR stage = :stage)"
+            " AND (CAST(:words AS text) IS NULL OR state->'details'->>'masalah' ILIKE :words"
+            "      OR state->'details'->>'gagasan' ILIKE :words)"
+            " AND (CAST(:after AS text) IS NULL OR proposal_id > :after)"
+            " ORDER BY proposal_id LIMIT :limit"
+        ),
+        {
+            "c": cycle_id,
+            "kel": kelurahan,
+            "bidang": bidang,
+            "status": status,
+            "stage": stage,
+            "words": _like(words) if words else None,
+            "after": after,
+            "limit": limit,
+        },
+    )
+    names = await cycle_names(conn, cycle_id) or {}
+    out = []
+    for r in rows:
+        details = r.state.get("details", {})
+        out.append(
+            {
+                "proposal_id": r.proposal_id,
+                "receipt": r.state.get("receipt"),
+                "kind": r.state.get("kind"),
+                "status": r.status,
+                "stage": r.stage,
+                "unit": r.unit,
+                "masalah": details.get("masalah"),
+                "bidang": details.get("bidang"),
+                "cost": details.get("cost"),
+                "kelurahan": details.get("kelurahan"),
+                **place_names(details, names),
+            }
+        )
+    return out
 
 
 async def cycle_names(conn: AsyncConnection, cycle_id: str) -> dict[str, str] | None:
@@ -383,77 +473,31 @@ async def findings(
     }
 
 
-EXPORT_COLUMNS = [
-    "proposal_id",
-    "kind",
-    "masalah",
-    "kelurahan",
-    "kelurahan_name",
-    "kecamatan",
-    "kecamatan_name",
-    "rt",
-    "rw",
-    "bidang",
-    "opd",
-    "opd_name",
-    "sub_kegiatan",
-    "sub_kegiatan_name",
-    "volume",
-    "satuan",
-    "cost",
-    "final_status",
-    "stage_reached",
-    "unit",
-    "unit_name",
-    "reason_code",
-    "reason",
-    "merged_into",
-    "receipt",
-    "reference",
-]
-
-
-async def export_rows(conn: AsyncConnection, cycle_id: str) -> list[list[Any]]:
+async def cycle_proposal_events(conn: AsyncConnection, cycle_id: str) -> list[dict[str, Any]]:
+    """Every event of the cycle's usulan, in the log's order: type, stream, payload, the
+    actor and when it happened."""
     rows = await conn.execute(
         text(
-            "SELECT proposal_id, state FROM read.proposals WHERE cycle_id = :c ORDER BY proposal_id"
+            "SELECT stream, type, payload, actor, occurred_at FROM audit.events"
+            " WHERE cycle_id = :c AND starts_with(stream, 'proposal:') ORDER BY log_id, seq"
         ),
         {"c": cycle_id},
     )
-    names = await cycle_names(conn, cycle_id) or {}
-    out = []
-    for row in rows:
-        s, d = row.state, row.state.get("details", {})
-        reason = s.get("reason") or {}
-        place = place_names(d, names)
-        out.append(
-            [
-                row.proposal_id,
-                s.get("kind"),
-                d.get("masalah"),
-                d.get("kelurahan"),
-                place["kelurahan_name"],
-                place["kecamatan"],
-                place["kecamatan_name"],
-                d.get("rt"),
-                d.get("rw"),
-                d.get("bidang"),
-                d.get("opd_akhir") or d.get("opd"),
-                place["opd_name"],
-                d.get("sub_kegiatan"),
-                d.get("sub_kegiatan_name"),
-                d.get("volume"),
-                d.get("satuan"),
-                d.get("cost"),
-                s.get("status"),
-                s.get("stage"),
-                s.get("unit"),
-                unit_name(s.get("unit"), names),
-                reason.get("code"),
-                reason.get("text"),
-                s.get("merged_into"),
-                s.get("receipt"),
-                d.get("reference"),
-            ]
-        )
-    return out
+    return [
+        {
+            "proposal_id": r.stream.split(":", 1)[1],
+            "type": r.type,
+            "payload": r.payload,
+            "actor": r.actor,
+            "at": r.occurred_at.isoformat(),
+        }
+        for r in rows
+    ]
+
+
+async def cycle_proposal_states(conn: AsyncConnection, cycle_id: str) -> dict[str, State]:
+    rows = await conn.execute(
+        text("SELECT proposal_id, state FROM read.proposals WHERE cycle_id = :c"),
+        {"c": cycle_id},
+    )
+    return {r.proposal_id: dict(r.state) for r in rows}

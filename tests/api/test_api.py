@@ -200,7 +200,7 @@ async def test_coordinator_and_auditor_journey(
     findings = (await api.get(f"/cycles/{cycle}/findings", headers=auditor)).json()
     assert findings["ok"] is True
     export = await api.get(f"/cycles/{cycle}/export.csv", headers=auditor)
-    rows = list(csv.DictReader(io.StringIO(export.text)))
+    rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig")), delimiter=";"))
     assert {r["proposal_id"]: r["final_status"] for r in rows} == {
         a: "forwarded",
         b: "merged",

@@ -111,7 +111,7 @@ async def test_a_cycle_runs_on_the_profile_it_is_given(
     assert one["names"]["opd_name"] == held[0]["opd_name"]
     assert one["names"]["kecamatan"] == "13.72.01" and one["names"]["kecamatan_name"]
     export = await api.get(f"/cycles/{cycle}/export.csv", headers=auditor)
-    [row] = list(csv.DictReader(io.StringIO(export.text)))
+    [row] = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig")), delimiter=";"))
     assert row["kelurahan_name"] == state["unit_name"] and row["opd_name"] == held[0]["opd_name"]
     assert row["reason_code"] == "tak-layak"
     overview = (await api.get(f"/cycles/{cycle}", headers=auditor)).json()

@@ -92,7 +92,7 @@ async def test_one_client_reference_in_two_regions_stays_two_usulan(
         history = (await api.get(f"/proposals/{s['id']}/history", headers=auditor)).json()
         assert [e["payload"]["cycle_id"] for e in history["events"]] == [f"{region}-{cycle_year}"]
         export = await api.get(f"/cycles/{region}-{cycle_year}/export.csv", headers=auditor)
-        rows = list(csv.DictReader(io.StringIO(export.text)))
+        rows = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig")), delimiter=";"))
         assert [(r["proposal_id"], r["reference"]) for r in rows] == [(s["id"], REFERENCE)]
     live = await _snapshot(engine)
     async with engine.connect() as conn:  # the read models are a fold of the log
