@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: install up test lint typecheck pytest bench clean
+.PHONY: install up test lint typecheck pytest browser bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,7 +29,13 @@ lint: install
 typecheck: install
 	$(RUN) mypy
 
-pytest: install
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not
+# possible offline); a fresh machine gets it from apt (make test runs as root there).
+browser:
+	@command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium \
+		|| { apt-get update -q && apt-get install -y -q chromium; }
+
+pytest: install browser
 	$(RUN) pytest
 
 test: lint typecheck pytest

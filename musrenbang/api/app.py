@@ -8,13 +8,12 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang import __version__
-from musrenbang.api import commands, errors, forums, logs, profiles, reads
+from musrenbang.api import commands, errors, forums, logs, pages, profiles, public, reads
 from musrenbang.api.health import address_problem, health_checks
 from musrenbang.api.responses import HealthReport, error_responses
 from musrenbang.config import Settings
@@ -62,7 +61,7 @@ def create_app(
         # A NUL or a lone surrogate in the path or the query can reach no table.
         problem = address_problem(request.scope.get("path", ""), request.query_params.multi_items())
         if problem:
-            return JSONResponse({"error": "ValidationError", "detail": problem}, status_code=422)
+            return errors.answer(request, 422, "ValidationError", problem)
         return await call_next(request)
 
     @app.middleware("http")
@@ -112,5 +111,8 @@ def create_app(
     api.include_router(forums.router)
     api.include_router(logs.router)
     api.include_router(profiles.router)
+    api.include_router(public.router)
     app.include_router(api)
+    app.include_router(pages.router)
+    app.mount("/static", pages.static_files(), name="static")
     return app

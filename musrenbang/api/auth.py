@@ -132,9 +132,14 @@ async def current_actor(
 ) -> ActorRef:
     if creds is None:
         raise ApiError(401, "Unauthorized", "a bearer token is required")
+    return await actor_of(request, creds.credentials)
+
+
+async def actor_of(request: Request, token: str) -> ActorRef:
+    """Who a token names, with the same checks for the API's bearer and the pages' cookie."""
     try:
         # Off the event loop: a JWKS fetch is a network call, bounded by its timeout.
-        claims = await asyncio.to_thread(_decode, request.app.state.settings, creds.credentials)
+        claims = await asyncio.to_thread(_decode, request.app.state.settings, token)
     except jwt.PyJWTError as exc:
         raise ApiError(401, "Unauthorized", f"the token is not valid: {exc}") from exc
     role = claims.get("role")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import WorkflowUpdateFailedError
@@ -34,6 +35,42 @@ def not_found(what: str) -> ApiError:
 
 def _body(status: int, kind: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": kind, "detail": detail}, status_code=status)
+
+
+# Pages (everything but the API, its documents and static files) answer a person: HTML.
+_MACHINE = ("/api/", "/openapi.json", "/docs", "/redoc", "/static")
+TITLES = {
+    401: "Perlu masuk",
+    403: "Tidak diizinkan",
+    404: "Tidak ditemukan",
+    409: "Tidak dapat dilakukan sekarang",
+    422: "Isian tidak dapat diterima",
+    503: "Layanan sedang tidak menjawab",
+}
+
+
+def wants_page(request: Request) -> bool:
+    return not request.url.path.startswith(_MACHINE)
+
+
+def page_error(status: int, detail: str) -> HTMLResponse:
+    """A readable page for a refusal or a failure, never a stack trace."""
+    title = TITLES.get(status, "Terjadi kesalahan")
+    return HTMLResponse(
+        "<!doctype html><html lang=id><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f'<link rel=stylesheet href="/static/musrenbang.css"><title>{escape(title)}</title>'
+        f'<main><h1>{escape(title)}</h1><div class="message error" role=alert>{escape(detail)}'
+        '</div><p><a href="/">Kembali ke beranda</a></p></main></html>',
+        status_code=status,
+    )
+
+
+def answer(request: Request, status: int, kind: str, detail: str) -> Response:
+    """The one shape of every failure: JSON for the API, a page for a person."""
+    if wants_page(request):
+        return page_error(status, detail)
+    return _body(status, kind, detail)
 
 
 def _validation_sentence(exc: RequestValidationError) -> str:
@@ -70,52 +107,57 @@ def update_failure(exc: WorkflowUpdateFailedError) -> ApiError:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return _body(exc.status, exc.kind, exc.detail)
+    async def _api(request: Request, exc: ApiError) -> Response:
+        return answer(request, exc.status, exc.kind, exc.detail)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _body(422, "ValidationError", _validation_sentence(exc))
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, 422, "ValidationError", _validation_sentence(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         kinds = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed"}
-        return _body(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
+        return answer(
+            request, exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail)
+        )
 
     @app.exception_handler(WorkflowUpdateFailedError)
-    async def _refused(_: Request, exc: WorkflowUpdateFailedError) -> JSONResponse:
+    async def _refused(request: Request, exc: WorkflowUpdateFailedError) -> Response:
         err = update_failure(exc)
-        return _body(err.status, err.kind, err.detail)
+        return answer(request, err.status, err.kind, err.detail)
 
     @app.exception_handler(RPCError)
-    async def _rpc(_: Request, exc: RPCError) -> JSONResponse:
+    async def _rpc(request: Request, exc: RPCError) -> Response:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            return _body(404, "NotFound", "that forum or cycle is not running")
+            return answer(request, 404, "NotFound", "that forum or cycle is not running")
         log.error("temporal.error", status=str(exc.status), message=exc.message)
-        return _body(503, "Unavailable", "the workflow engine did not answer; try again")
+        return answer(request, 503, "Unavailable", "the workflow engine did not answer; try again")
 
     @app.exception_handler(ApplicationError)
-    async def _app_error(_: Request, exc: ApplicationError) -> JSONResponse:
+    async def _app_error(request: Request, exc: ApplicationError) -> Response:
         err = refusal(exc.type, exc.message)
-        return _body(err.status, err.kind, err.detail)
+        return answer(request, err.status, err.kind, err.detail)
 
     @app.exception_handler(Refused)
-    async def _refusal(_: Request, exc: Refused) -> JSONResponse:
+    async def _refusal(request: Request, exc: Refused) -> Response:
         err = refusal(exc.kind, exc.detail)
-        return _body(err.status, err.kind, err.detail)
+        return answer(request, err.status, err.kind, err.detail)
 
     @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_down(request: Request, exc: OperationalError) -> Response:
         log.error("database.unavailable", error=str(exc.orig)[:300])
-        return _body(503, "Unavailable", "the database did not answer; try again")
+        return answer(request, 503, "Unavailable", "the database did not answer; try again")
 
     @app.exception_handler(DataError)
-    async def _data(_: Request, exc: DataError) -> JSONResponse:
+    async def _data(request: Request, exc: DataError) -> Response:
         # e.g. a NUL character in a query parameter: PostgreSQL text cannot hold it
-        return _body(
-            422, "ValidationError", f"the request holds a value the database refuses: {exc.orig}"
+        return answer(
+            request,
+            422,
+            "ValidationError",
+            f"the request holds a value the database refuses: {exc.orig}",
         )
 
     @app.exception_handler(EventLogError)
-    async def _log_error(_: Request, exc: EventLogError) -> JSONResponse:
-        return _body(409, "Conflict", str(exc))
+    async def _log_error(request: Request, exc: EventLogError) -> Response:
+        return answer(request, 409, "Conflict", str(exc))

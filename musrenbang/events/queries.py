@@ -501,3 +501,36 @@ async def cycle_proposal_states(conn: AsyncConnection, cycle_id: str) -> dict[st
         {"c": cycle_id},
     )
     return {r.proposal_id: dict(r.state) for r in rows}
+
+
+async def proposal_by_receipt(conn: AsyncConnection, receipt: str) -> str | None:
+    """The usulan whose receipt code (nomor usulan) is `receipt`, if any."""
+    row = (
+        await conn.execute(
+            text("SELECT proposal_id FROM read.proposals WHERE state->>'receipt' = :r LIMIT 1"),
+            {"r": receipt},
+        )
+    ).first()
+    return None if row is None else str(row.proposal_id)
+
+
+async def proposal_events(conn: AsyncConnection, proposal_id: str) -> list[dict[str, Any]]:
+    """An usulan's own events, oldest first: type, payload, actor, when, and its seq."""
+    rows = await conn.execute(
+        text(
+            "SELECT type, payload, actor, occurred_at, log_id, seq FROM audit.events"
+            " WHERE stream = :s ORDER BY version"
+        ),
+        {"s": proposal_stream(proposal_id)},
+    )
+    return [
+        {
+            "type": r.type,
+            "payload": r.payload,
+            "actor": r.actor,
+            "at": r.occurred_at,
+            "log_id": r.log_id,
+            "seq": r.seq,
+        }
+        for r in rows
+    ]
