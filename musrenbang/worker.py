@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from musrenbang.activities.checkpoints import CheckpointActivities
+from musrenbang.activities.documents import DocumentActivities
 from musrenbang.activities.recording import RecordingActivities
 from musrenbang.config import Settings, get_settings
 from musrenbang.events.append import EventWriter
@@ -187,6 +188,7 @@ def build_worker(
     writer = EventWriter(engine.url)
     acts = RecordingActivities(writer, webhook_url)
     checkpoints = CheckpointActivities(engine.url, writer, signer)
+    documents = DocumentActivities(engine)
     return _Worker(
         client,
         writer=writer,
@@ -199,6 +201,7 @@ def build_worker(
             acts.notify,
             checkpoints.issue_checkpoint,
             checkpoints.checkpoint_logs,
+            documents.berita_acara_digest,
         ],
         activity_executor=ThreadPoolExecutor(4),
         # Determinism is guarded by the import-linter contract on workflows/ and by the

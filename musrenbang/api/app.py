@@ -13,7 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
 from musrenbang import __version__
-from musrenbang.api import commands, errors, forums, logs, pages, profiles, public, reads
+from musrenbang.api import (
+    commands,
+    documents,
+    errors,
+    forums,
+    logs,
+    pages,
+    profiles,
+    public,
+    reads,
+)
 from musrenbang.api.health import address_problem, health_checks
 from musrenbang.api.responses import HealthReport, error_responses
 from musrenbang.config import Settings
@@ -112,6 +122,7 @@ def create_app(
     api.include_router(logs.router)
     api.include_router(profiles.router)
     api.include_router(public.router)
+    api.include_router(documents.router)
     app.include_router(api)
     app.include_router(pages.router)
     app.mount("/static", pages.static_files(), name="static")

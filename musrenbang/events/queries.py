@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from musrenbang.domain.catalogue import proposal_stream
+from musrenbang.domain.catalogue import EventType as ET
+from musrenbang.domain.catalogue import forum_stream, proposal_stream
 from musrenbang.domain.records import State, evolve_proposal
 from musrenbang.domain.regions import place_names
 from musrenbang.events.store import read_stream
@@ -534,3 +535,72 @@ async def proposal_events(conn: AsyncConnection, proposal_id: str) -> list[dict[
         }
         for r in rows
     ]
+
+
+async def forum_records(
+    conn: AsyncConnection, forum_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A forum's opening payload and its closing (payload, type and seq), each None when
+    the log has none."""
+    rows = (
+        await conn.execute(
+            text(
+                "SELECT type, payload, seq FROM audit.events WHERE stream = :s"
+                " AND type = ANY(:t) ORDER BY version"
+            ),
+            {
+                "s": forum_stream(forum_id),
+                "t": [ET.FORUM_OPENED, ET.FORUM_CLOSED, ET.FORUM_AUTO_CLOSED],
+            },
+        )
+    ).all()
+    opened = next((dict(r.payload) for r in rows if r.type == ET.FORUM_OPENED), None)
+    closed = next(
+        (
+            {"payload": dict(r.payload), "type": r.type, "seq": r.seq}
+            for r in rows
+            if r.type != ET.FORUM_OPENED
+        ),
+        None,
+    )
+    return opened, closed
+
+
+async def forum_proposal_events(
+    conn: AsyncConnection,
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    incoming: list[str],
+    through_seq: int | None = None,
+) -> list[dict[str, Any]]:
+    """The events (through `through_seq`) of every usulan a forum held: those that came in
+    with it and those with an event at its stage and unit."""
+    rows = await conn.execute(
+        text(
+            "WITH held AS ("
+            " SELECT DISTINCT stream FROM audit.events WHERE cycle_id = :c"
+            " AND starts_with(stream, 'proposal:') AND payload->>'stage' = :s"
+            " AND payload->>'unit' = :u"
+            " UNION SELECT 'proposal:' || x FROM unnest(CAST(:incoming AS text[])) AS x)"
+            " SELECT stream, type, payload FROM audit.events"
+            " WHERE stream IN (SELECT stream FROM held)"
+            " AND (CAST(:through AS bigint) IS NULL OR seq <= :through)"
+            " ORDER BY log_id, seq"
+        ),
+        {"c": cycle_id, "s": stage, "u": unit, "incoming": incoming, "through": through_seq},
+    )
+    return [
+        {"proposal_id": r.stream.split(":", 1)[1], "type": r.type, "payload": r.payload}
+        for r in rows
+    ]
+
+
+async def log_head_seq(conn: AsyncConnection, log_id: str) -> int:
+    row = (
+        await conn.execute(
+            text("SELECT coalesce(max(seq), 0) AS n FROM audit.events WHERE log_id = :l"),
+            {"l": log_id},
+        )
+    ).first()
+    return int(row.n) if row is not None else 0

@@ -255,3 +255,13 @@ class CheckpointInput:
     key: str
     reason: str
     occurred_at: str
+
+
+@dataclass
+class DocumentInput:
+    """A closing forum's Berita Acara to render from the log (its closing record's payload
+    given, as it is about to be appended)."""
+
+    log_id: str
+    forum_id: str
+    closing: dict[str, Any]

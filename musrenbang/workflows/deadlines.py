@@ -275,6 +275,9 @@ class ForumState:
         checkpoint = await self.rec.checkpoint(cause, f"forum {self.id} closing")
         if checkpoint is not None:
             payload["checkpoint"] = checkpoint
+        document = await self.rec.berita_acara(payload)
+        if document is not None:
+            payload["berita_acara_pdf"] = document
         events.append(self.rec.forum_event(ET.FORUM_AUTO_CLOSED, payload, system=True))
         events.extend(self._forward_events(system=True))
         self.status, self.closed_by = "closed", "system"

@@ -188,6 +188,10 @@ class ForumWorkflow(ForumState):
                 payload = {"berita_acara": ba, **self.book.closing_summary()}
                 if checkpoint is not None:
                     payload["checkpoint"] = checkpoint
+                document = await self.rec.berita_acara(payload)
+                if document is not None:  # its PDF's SHA-256, in the record it anchors
+                    self._check_close(req)  # the forum may have changed meanwhile
+                    payload["berita_acara_pdf"] = document
                 events = [
                     self.rec.forum_event(ET.FORUM_CLOSED, payload, req.actor),
                     *self._forward_events(actor=req.actor),

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.workflows.contracts import (
         ActorRef,
         CheckpointInput,
+        DocumentInput,
         EventSpec,
         NotifyInput,
         RecordInput,
@@ -37,6 +38,8 @@ NOTIFY_BY_CHILD = "notify-by-child-workflow"
 # Forums sign a checkpoint of the log as they close (carried in the closing record) and
 # once closed; the cycle, once the RKPD is adopted. Histories from before replay without.
 CHECKPOINTS = "signed-checkpoints"
+# A forum's closing record carries the SHA-256 of its Berita Acara (PDF).
+BERITA_ACARA_PDF = "berita-acara-pdf"
 # Only for histories from before NOTIFY_BY_CHILD; new notices use NotificationWorkflow.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
@@ -156,6 +159,24 @@ class Recorder:
             start_to_close_timeout=RECORD_TIMEOUT,
             result_type=dict,
         )
+        return result
+
+    async def berita_acara(self, closing: dict[str, Any]) -> dict[str, Any] | None:
+        """The digest of the Berita Acara the closing record `closing` makes (the SHA-256
+        of its PDF per paper), or None for histories from before. Never raises: a
+        document that could not be made is recorded as such and the forum closes."""
+        if not workflow.patched(BERITA_ACARA_PDF):
+            return None
+        try:
+            result: dict[str, Any] = await workflow.execute_local_activity(
+                "berita_acara_digest",
+                DocumentInput(self.log_id, self.owner_id, closing),
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                result_type=dict,
+            )
+        except ActivityError as exc:
+            return {"error": f"the document was not made: {exc.cause or exc}"[:300]}
         return result
 
     def notice(self, kind: str, message: str, details: dict[str, Any], cause: str) -> NotifyInput:

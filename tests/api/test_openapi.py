@@ -44,6 +44,8 @@ OPERATIONS: dict[tuple[str, str], tuple[str, set[int]]] = {
     ("get", f"{V1}/schemas/open-data.json"): ("application/schema+json", {422}),
     ("get", f"{V1}/cycles"): ("CycleList", {401, 422, 503}),
     ("get", f"{CYCLE}/proposals"): ("ProposalList", READ),
+    ("get", f"{FORUM}/berita-acara.pdf"): ("application/pdf", READ | {409}),
+    ("get", f"{V1}/lacak/{{code}}"): ("PublicTrace", {404, 422, 503}),
     ("get", f"{V1}/proposals/{{proposal_id}}"): ("ProposalState", READ - {403}),
     ("get", f"{V1}/proposals/{{proposal_id}}/history"): ("History", READ - {403}),
     ("get", f"{V1}/proposals/{{proposal_id}}/evidence"): ("EvidenceBundle", READ - {403} | {409}),

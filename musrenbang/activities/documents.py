@@ -1,0 +1,38 @@
+"""The Berita Acara's digest, asked by a closing forum (a local activity): the forum's
+document is rendered from the log as it stands before the closing record, and the
+closing record carries its SHA-256. A document that cannot be rendered never stops the
+forum from closing: the record then says why."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from musrenbang.documents import berita_acara
+from musrenbang.events import queries
+from musrenbang.logging import get_logger
+from musrenbang.workflows.contracts import DocumentInput
+
+log = get_logger(__name__)
+
+
+class DocumentActivities:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @activity.defn(name="berita_acara_digest")
+    async def berita_acara_digest(self, inp: DocumentInput) -> dict[str, Any]:
+        try:
+            async with self.engine.connect() as conn:
+                through = await queries.log_head_seq(conn, inp.log_id)
+                doc = await berita_acara.from_log(conn, inp.forum_id, inp.closing, through)
+            if doc is None:
+                return {"error": f"the log holds no opening of {inp.forum_id}"}
+            digest = await asyncio.to_thread(berita_acara.digest, doc)
+            return {**digest, "through_seq": through}
+        except Exception as exc:
+            log.error("berita_acara.failed", forum_id=inp.forum_id, error=str(exc)[:300])
+            return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
