@@ -186,7 +186,7 @@ def build_worker(
         signer = Signer.parse(generate_key("musrenbang.local")[0])
         log.warning("log.ephemeral_signing_key", verifier_key=signer.verifier().text())
     writer = EventWriter(engine.url)
-    acts = RecordingActivities(writer, webhook_url)
+    acts = RecordingActivities(writer, webhook_url, engine)
     checkpoints = CheckpointActivities(engine.url, writer, signer)
     documents = DocumentActivities(engine)
     return _Worker(

@@ -4,15 +4,18 @@ own NotificationWorkflow, retried without end, then recorded)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import httpx
 import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from musrenbang.domain.catalogue import EventType as ET
 from musrenbang.domain.catalogue import forum_stream
+from musrenbang.events import contacts
 from musrenbang.events.append import EventWriter
 from musrenbang.events.errors import Contention, EventLogError, IdempotencyConflict
 from musrenbang.events.model import NewEvent
@@ -69,12 +72,26 @@ def deterministic_failure(exc: BaseException) -> ApplicationError | None:
     return None
 
 
+OUTCOME_WORDS = {
+    ET.PROPOSAL_ACCEPTED: "diterima",
+    ET.PROPOSAL_REVISED: "diterima dengan perubahan",
+    ET.PROPOSAL_REJECTED: "ditolak",
+    ET.PROPOSAL_DEFERRED: "ditunda",
+    ET.PROPOSAL_MERGED: "digabung dengan usulan serupa",
+    ET.PROPOSAL_INCLUDED: "masuk RKPD",
+    ET.PROPOSAL_NOT_ACCOMMODATED: "tidak diakomodasi",
+}
+
+
 class RecordingActivities:
     """Holds the event writer (application role) and the webhook settings."""
 
-    def __init__(self, writer: EventWriter, webhook_url: str | None) -> None:
+    def __init__(
+        self, writer: EventWriter, webhook_url: str | None, engine: AsyncEngine | None = None
+    ) -> None:
         self.writer = writer
         self.webhook_url = webhook_url
+        self.engine = engine  # for the proposers' contacts (private.contacts)
 
     @activity.defn(name="record_events")
     async def record_events(self, inp: RecordInput) -> list[int]:
@@ -105,6 +122,9 @@ class RecordingActivities:
         The delivery is recorded once as NotificationDelivered on the forum's stream."""
         if not self.webhook_url:
             return
+        if inp.kind == "proposer":
+            await self._tell_proposers(inp)
+            return
         info = activity.info()
         try:
             status = await self._post(inp)
@@ -124,6 +144,50 @@ class RecordingActivities:
             {"kind": inp.kind, "status": status, "attempt": info.attempt, "url": self.webhook_url},
             inp.idempotency_key,
         )
+
+    async def _tell_proposers(self, inp: NotifyInput) -> None:
+        """Tells each proposer who left a contact the outcome of their usulan and its
+        reason, once each: the log records that it was told (never the contact)."""
+        decided = list(inp.details.get("decisions", []))
+        if self.engine is None or not decided:
+            return
+        async with self.engine.connect() as conn:
+            reachable = await contacts.of(conn, [d["proposal_id"] for d in decided])
+        info = activity.info()
+        for d in decided:
+            contact = reachable.get(d["proposal_id"])
+            if contact is None:
+                continue
+            outcome = OUTCOME_WORDS.get(d["outcome"], d["outcome"])
+            message = f"Usulan {d['receipt']}: {outcome} di {d['stage']}."
+            if d.get("reason"):
+                message += f" Alasan: {d['reason']}"
+            one = replace(
+                inp,
+                message=message,
+                details={
+                    "to": contact,
+                    "receipt": d["receipt"],
+                    "outcome": d["outcome"],
+                    "reason": d.get("reason"),
+                },
+                idempotency_key=f"{inp.idempotency_key}:{d['proposal_id']}",
+            )
+            try:
+                status = await self._post(one)
+            except Exception as exc:
+                log.warning("notify.proposer_failed", attempt=info.attempt, error=str(exc))
+                await self._record_delay(inp)
+                raise ApplicationError(str(exc), type="WebhookUnavailable") from None
+            told = {
+                "kind": "proposer",
+                "proposal_id": d["proposal_id"],
+                "receipt": d["receipt"],
+                "outcome": d["outcome"],
+                "status": status,
+                "attempt": info.attempt,
+            }
+            await self._record(one, ET.NOTIFICATION_DELIVERED, told, one.idempotency_key)
 
     async def _post(self, inp: NotifyInput) -> int:
         body = {

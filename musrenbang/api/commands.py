@@ -36,7 +36,7 @@ from musrenbang.domain.access import Role
 from musrenbang.domain.catalogue import cycle_workflow_id, forum_id, forum_workflow_id
 from musrenbang.domain.profiles import SLUG
 from musrenbang.domain.regions import UnknownRegion
-from musrenbang.events import queries
+from musrenbang.events import contacts, queries
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
     BeritaAcara,
@@ -273,10 +273,24 @@ async def submit(
 ) -> dict[str, Any]:
     """Submits usulan to the forum that takes them (the first stage of the template)."""
     require_write(actor, cycle_region(cycle_id))
-    req = SubmitRequest(actor, [d.model_dump() for d in body.proposals])
-    return await _forum_command(
+    # A proposer's contact never reaches the workflow or the log: it is kept apart.
+    req = SubmitRequest(actor, [d.model_dump(exclude={"kontak"}) for d in body.proposals])
+    answer = await _forum_command(
         client, (cycle_id, stage, unit), ForumWorkflow.submit, req, once, body
     )
+    await remember_contacts(
+        once.engine, answer.get("proposal_ids", []), [d.kontak for d in body.proposals]
+    )
+    return answer
+
+
+async def remember_contacts(
+    engine: AsyncEngine, proposal_ids: list[str], given: list[str | None]
+) -> None:
+    pairs = [(pid, kontak) for pid, kontak in zip(proposal_ids, given, strict=False) if kontak]
+    if pairs:
+        async with engine.begin() as conn:
+            await contacts.remember(conn, pairs)
 
 
 @router.post(

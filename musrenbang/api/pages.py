@@ -19,7 +19,7 @@ from lokal import format_rupiah
 from pydantic import ValidationError
 
 from musrenbang.api.auth import actor_of, cycle_region, may_read
-from musrenbang.api.commands import run_update
+from musrenbang.api.commands import remember_contacts, run_update
 from musrenbang.api.deps import ConnDep, TemporalDep
 from musrenbang.api.errors import ApiError, page_error, update_failure
 from musrenbang.api.public import trace_of
@@ -278,7 +278,14 @@ async def forum_page(
 
 
 async def _command(
-    request: Request, client: Any, cycle_id: str, stage: str, unit: str, update: Any, req: Any
+    request: Request,
+    client: Any,
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    update: Any,
+    req: Any,
+    kontak: str | None = None,
 ) -> Response:
     handle = client.get_workflow_handle(forum_workflow_id(cycle_id, stage, unit))
 
@@ -286,7 +293,7 @@ async def _command(
         return ApiError(409, "Conflict", "forum ini sudah ditutup atau belum dibuka")
 
     try:
-        await run_update(handle, update, req, str(uuid.uuid4()), missing)
+        answer = await run_update(handle, update, req, str(uuid.uuid4()), missing)
     except Exception as exc:
         from temporalio.client import WorkflowUpdateFailedError
 
@@ -294,6 +301,8 @@ async def _command(
             err = update_failure(exc)
             raise ApiError(err.status, err.kind, err.detail) from None
         raise
+    if kontak:
+        await remember_contacts(request.app.state.engine, answer["proposal_ids"], [kontak])
     done = "Tersimpan."
     return RedirectResponse(f"/konsol/{cycle_id}/{stage}/{unit}?pesan={done}", status_code=303)
 
@@ -321,8 +330,10 @@ async def submit_page(
     except ValueError:
         raise ApiError(422, "ValidationError", "biaya dan volume harus berupa angka") from None
     draft = _checked(Draft, data)
-    req = SubmitRequest(actor, [draft.model_dump()])
-    return await _command(request, client, cycle_id, stage, unit, ForumWorkflow.submit, req)
+    req = SubmitRequest(actor, [draft.model_dump(exclude={"kontak"})])
+    return await _command(
+        request, client, cycle_id, stage, unit, ForumWorkflow.submit, req, draft.kontak
+    )
 
 
 @router.post("/konsol/{cycle_id}/{stage}/{unit}/keputusan", response_model=None)

@@ -85,6 +85,12 @@ class Draft(Strict):
     opd: str | None = Field(default=None, max_length=60)
     koordinat: list[float] | None = Field(default=None, min_length=2, max_length=2)
     pengusul: str | None = Field(default=None, max_length=200)
+    kontak: str | None = Field(
+        default=None,
+        pattern=r"^(\+?[0-9][0-9 -]{6,18}[0-9]|[^@\s]{1,64}@[^@\s]{1,180}\.[A-Za-z]{2,24})$",
+        description="the proposer's phone or e-mail, to be told the outcome and its reason;"
+        " kept apart from the log (erasable), never shown",
+    )
     reference: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9._-]{1,64}$",

@@ -18,7 +18,14 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.access import Actor, may_decide, may_extend
     from musrenbang.domain.catalogue import EventType as ET
-    from musrenbang.domain.decisions import Decision, Entry
+    from musrenbang.domain.decisions import (
+        EVENT_OF,
+        FORWARDING,
+        NEEDS_REASON,
+        Decision,
+        Entry,
+        Kind,
+    )
     from musrenbang.domain.errors import Conflict, Forbidden, Refused
     from musrenbang.domain.intake import check_batch, draft_details, drafts
     from musrenbang.domain.receipts import receipt_code
@@ -145,14 +152,44 @@ class ForumWorkflow(ForumState):
                 decisions = self._check_decisions(req, strict=workflow.patched(STRICT_USULAN))
                 saved = self.book.snapshot(decisions)
                 try:
+                    decided = self.book.apply(decisions)
                     events = [
                         self.rec.proposal_event(pid, etype, {**payload}, req.actor)
-                        for pid, etype, payload in self.book.apply(decisions)
+                        for pid, etype, payload in decided
                     ]
-                    return CommandResult(await self.rec.record(events, _update_key()))
+                    result = CommandResult(await self.rec.record(events, _update_key()))
                 except BaseException:
                     self.book.restore(saved)
                     raise
+            if workflow.patched(NOTIFY_PROPOSERS):  # delivered by a workflow of its own
+                notice = self._proposers_notice(decided)
+                if notice is not None:
+                    await self.rec.send(notice)
+            return result
+
+    def _proposers_notice(self, decided: list[tuple[str, str, dict[str, Any]]]) -> Any:
+        """One notice for the batch: each usulan's outcome and reason, for the proposers
+        who left a contact (the delivery looks them up; none is held here)."""
+        outcomes = [
+            {
+                "proposal_id": pid,
+                "receipt": receipt_code(pid),
+                "outcome": etype,
+                "reason": payload.get("reason"),
+                "stage": self.inp.stage,
+                "unit": self.inp.unit,
+            }
+            for pid, etype, payload in decided
+            if etype in OUTCOMES and "absorbed" not in payload
+        ]
+        if not outcomes:
+            return None
+        return self.rec.notice(
+            "proposer",
+            f"{len(outcomes)} usulan diputuskan di {self.inp.stage} {self.inp.unit}",
+            {"decisions": outcomes},
+            f"{_update_key()}:proposers",
+        )
 
     @decide.validator
     def _validate_decide(self, req: DecideRequest) -> None:
@@ -308,6 +345,9 @@ class ForumWorkflow(ForumState):
             )
 
 
+# Proposers who left a contact are told their usulan's outcome and its reason.
+NOTIFY_PROPOSERS = "notify-proposers"
+OUTCOMES = frozenset(EVENT_OF[k] for k in FORWARDING | NEEDS_REASON | {Kind.MERGE})
 # Revisions pass the usulan validator and carry their reason; decisions recorded before
 # that rule replay without it.
 STRICT_USULAN = "strict-usulan-rules"
