@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.domain.calendar import fixed_holidays
@@ -222,25 +221,22 @@ async def test_a_long_cycle_continues_as_new_and_still_adopts(
         cycle = client.get_workflow_handle_for(CycleWorkflow.run, started.id)  # the latest run
         seen = await drive_cycle(client, cycle, inp)
         result = await cycle.result()
-        first = client.get_workflow_handle(started.id, run_id=started.result_run_id)
-        history = await first.fetch_history()
-        runs = 1
-        run_id = started.result_run_id
+        first = client.get_workflow_handle(started.id, run_id=started.first_execution_run_id)
+        assert (await first.describe()).status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+        # Walk back from the run that adopted: each run names the one it continued.
+        latest = client.get_workflow_handle(started.id)
+        run_ids = [(await latest.describe()).run_id]
         while True:
             events = (
-                await client.get_workflow_handle(started.id, run_id=run_id).fetch_history()
+                await client.get_workflow_handle(started.id, run_id=run_ids[-1]).fetch_history()
             ).events
-            last = events[-1]
-            if last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            before = events[0].workflow_execution_started_event_attributes
+            if not before.continued_execution_run_id:
                 break
-            runs += 1
-            run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+            run_ids.append(before.continued_execution_run_id)
         await save_history(first, "cycle-continued-first-run")
-        await save_history(
-            client.get_workflow_handle(started.id, run_id=run_id), "cycle-continued-last-run"
-        )
-    assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    assert runs >= 3
+        await save_history(latest, "cycle-continued-last-run")
+    assert run_ids[-1] == started.first_execution_run_id and len(run_ids) >= 3
     assert set(seen["pokir"]) <= set(result.rkpd_items)
     assert not set(seen["rejected"] + seen["not_accommodated"]) & set(result.rkpd_items)
     async with engine.connect() as conn:
