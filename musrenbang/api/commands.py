@@ -244,7 +244,10 @@ async def submit_pokir(
 ) -> dict[str, Any]:
     """Pokir DPRD (dprd role), until the pokir deadline."""
     require_write(actor, cycle_region(cycle_id))
-    req = PokirRequest(actor, body.dapil, [d.model_dump() for d in body.proposals])
+    if any(d.kontak for d in body.proposals):
+        raise ApiError(422, "Refused", "a pokir's proposer is its DPRD member: no kontak")
+    drafts = [d.model_dump(exclude={"kontak"}) for d in body.proposals]
+    req = PokirRequest(actor, body.dapil, drafts)
     handle = client.get_workflow_handle(cycle_workflow_id(cycle_id))
 
     async def missing() -> ApiError:
