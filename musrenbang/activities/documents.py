@@ -27,12 +27,21 @@ class DocumentActivities:
     async def berita_acara_digest(self, inp: DocumentInput) -> dict[str, Any]:
         try:
             async with self.engine.connect() as conn:
-                through = await queries.log_head_seq(conn, inp.log_id)
-                doc = await berita_acara.from_log(conn, inp.forum_id, inp.closing, through)
+                # Everything before the closing record: if an attempt of this close was
+                # already appended (a worker died after it), what came before it.
+                _, closed = await queries.forum_records(conn, inp.forum_id)
+                through = (
+                    int(closed["seq"]) - 1
+                    if closed is not None
+                    else await queries.log_head_seq(conn, inp.log_id)
+                )
+                used = [0]
+                doc = await berita_acara.from_log(conn, inp.forum_id, inp.closing, through, used)
             if doc is None:
                 return {"error": f"the log holds no opening of {inp.forum_id}"}
             digest = await asyncio.to_thread(berita_acara.digest, doc)
-            return {**digest, "through_seq": through}
+            # the last seq it read: the same for every attempt of this close
+            return {**digest, "through_seq": used[0]}
         except Exception as exc:
             log.error("berita_acara.failed", forum_id=inp.forum_id, error=str(exc)[:300])
             return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -65,6 +65,7 @@ def issue_token(
 
 
 ALL_REGIONS = "*"
+PAGE_COOKIE = "musrenbang_token"  # the pages' sign-in (api/pages.py)
 _REGION = re.compile(r"^\d{2}\.\d{2}$")
 
 
@@ -130,9 +131,14 @@ def _decode(settings: Settings, token: str) -> dict[str, Any]:
 async def current_actor(
     request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> ActorRef:
-    if creds is None:
-        raise ApiError(401, "Unauthorized", "a bearer token is required")
-    return await actor_of(request, creds.credentials)
+    if creds is not None:
+        return await actor_of(request, creds.credentials)
+    # A signed-in person's pages link to reads (a PDF, an export): a GET may carry the
+    # pages' cookie instead (SameSite=Strict: never sent from another site).
+    cookie = request.cookies.get(PAGE_COOKIE) if request.method == "GET" else None
+    if cookie:
+        return await actor_of(request, cookie)
+    raise ApiError(401, "Unauthorized", "a bearer token is required")
 
 
 async def actor_of(request: Request, token: str) -> ActorRef:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -37,6 +38,7 @@ from musrenbang.domain.catalogue import cycle_workflow_id, forum_id, forum_workf
 from musrenbang.domain.profiles import SLUG
 from musrenbang.domain.regions import UnknownRegion
 from musrenbang.events import contacts, queries
+from musrenbang.logging import get_logger
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
     BeritaAcara,
@@ -51,6 +53,7 @@ from musrenbang.workflows.cycle import CycleWorkflow
 from musrenbang.workflows.forum import ForumWorkflow
 
 router = APIRouter(responses=error_responses(400, 401, 403, 409, 422, 503))
+log = get_logger(__name__)
 # How long a person's request waits for its update before it is told to send it again.
 UPDATE_WAIT = 30.0
 IdempotencyKey = Annotated[
@@ -291,9 +294,13 @@ async def remember_contacts(
     engine: AsyncEngine, proposal_ids: list[str], given: list[str | None]
 ) -> None:
     pairs = [(pid, kontak) for pid, kontak in zip(proposal_ids, given, strict=False) if kontak]
-    if pairs:
+    if not pairs:
+        return
+    try:  # the usulan stand; only the notice to their proposers would be lost
         async with engine.begin() as conn:
             await contacts.remember(conn, pairs)
+    except SQLAlchemyError as exc:
+        log.error("contacts.not_kept", count=len(pairs), error=str(exc)[:200])
 
 
 @router.post(

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from lokal import format_rupiah
 from pydantic import ValidationError
 
+from musrenbang.api.auth import PAGE_COOKIE as COOKIE
 from musrenbang.api.auth import actor_of, cycle_region, may_read
 from musrenbang.api.commands import remember_contacts, run_update
 from musrenbang.api.deps import ConnDep, TemporalDep
@@ -29,6 +30,7 @@ from musrenbang.domain.catalogue import forum_id, forum_workflow_id
 from musrenbang.domain.decisions import Kind, allowed_kinds
 from musrenbang.domain.regions import unit_name
 from musrenbang.domain.stages import STAGES, Level
+from musrenbang.domain.text import first_bad_text
 from musrenbang.domain.trace import normalize_receipt
 from musrenbang.events import queries
 from musrenbang.events.checkpoints import latest
@@ -45,7 +47,6 @@ from musrenbang.workflows.contracts import (
 from musrenbang.workflows.forum import ForumWorkflow
 
 HERE = Path(__file__).parent
-COOKIE = "musrenbang_token"
 WIB = timezone(timedelta(hours=7), "WIB")
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -187,7 +188,9 @@ async def konsol(request: Request, conn: ConnDep) -> HTMLResponse:
     actor = await _signed_in(request)
     shown = []
     for cycle in await queries.cycles(conn):
-        if actor.region is not None and cycle["region"] != actor.region:
+        if not may_read(actor, cycle["region"]) or (
+            actor.region is not None and cycle["region"] != actor.region
+        ):
             continue
         names = await queries.cycle_names(conn, cycle["cycle_id"]) or {}
         forums = []
@@ -201,12 +204,13 @@ async def konsol(request: Request, conn: ConnDep) -> HTMLResponse:
                     "unit_name": unit_name(row.unit, names),
                     "status": row.status,
                     "deadline_text": _when(row.state.get("deadline")),
+                    "deadline": str(row.state.get("deadline") or ""),
                     "escalated_to": row.state.get("escalated_to"),
                     "escalated_to_name": unit_name(row.state.get("escalated_to"), names),
                 }
             )
         order = {"overdue": 0, "open": 1, "closed": 2}
-        forums.sort(key=lambda f: (order.get(str(f["status"]), 3), str(f["deadline_text"])))
+        forums.sort(key=lambda f: (order.get(str(f["status"]), 3), str(f["deadline"])))
         shown.append({**cycle, "forums": forums})
     return _page(request, "konsol.html", cycles=shown, actor=actor)
 
@@ -239,12 +243,12 @@ async def _forum_context(
         conn,
         cycle_id,
         stage=stage,
+        unit=unit,
         bidang=filters["bidang"] or None,
         status=filters["status"] or None,
         words=filters["q"] if filters["q"] and len(filters["q"]) >= 2 else None,
-        limit=500,
+        limit=5000,
     )
-    held = [p for p in held if p["unit"] == unit]
     profile = state.get("profile") or {}
     return {
         "actor": actor,
@@ -324,6 +328,9 @@ async def submit_page(
     actor = await _signed_in(request)
     form = await request.form()
     data: dict[str, Any] = {k: str(v).strip() for k, v in form.items() if str(v).strip()}
+    bad = first_bad_text(data)  # as a JSON body is checked: nothing the log cannot hold
+    if bad:
+        raise ApiError(422, "ValidationError", f"{bad[0]} {bad[1]}")
     try:  # Rupiah as people write them (150.000.000), a volume with a decimal comma
         data["cost"] = int(str(data.get("cost", "")).replace(".", ""))
         data["volume"] = float(str(data.get("volume", "")).replace(",", "."))
@@ -375,7 +382,8 @@ async def close_page(
         peserta = int(str(form.get("peserta") or ""))
     except ValueError:
         raise ApiError(422, "ValidationError", "peserta harus berupa angka") from None
-    signers = [s.strip() for s in str(form.get("penandatangan") or "").split(",") if s.strip()]
+    # one signer a line (a name may carry titles with commas: "Budi, S.Kom.")
+    signers = [s.strip() for s in str(form.get("penandatangan") or "").splitlines() if s.strip()]
     body = _checked(
         BeritaAcaraBody,
         {

@@ -87,6 +87,7 @@ class Draft(Strict):
     pengusul: str | None = Field(default=None, max_length=200)
     kontak: str | None = Field(
         default=None,
+        max_length=254,
         pattern=r"^(\+?[0-9][0-9 -]{6,18}[0-9]|[^@\s]{1,64}@[^@\s]{1,180}\.[A-Za-z]{2,24})$",
         description="the proposer's phone or e-mail, to be told the outcome and its reason;"
         " kept apart from the log (erasable), never shown",

@@ -46,6 +46,7 @@ NOT_AGREED: dict[str, str] = {
     ET.PROPOSAL_NOT_DELIBERATED: "Tidak dibahas",
     ET.PROPOSAL_MERGED: "Digabung",
 }
+AGREED = (ET.PROPOSAL_ACCEPTED, ET.PROPOSAL_REVISED, ET.PROPOSAL_INCLUDED)
 RENDERER = f"typst {version('typst')}"
 AUTO_CLOSED = " Forum ditutup otomatis oleh sistem setelah tenggat dan masa tenggang."
 
@@ -157,6 +158,12 @@ def document(
         merged_away = e["type"] != ET.PROPOSAL_MERGED or p.get("into")
         if here and e["type"] in NOT_AGREED and merged_away:
             outcome[pid] = (e["type"], p)
+        elif here and e["type"] in (
+            ET.PROPOSAL_ACCEPTED,
+            ET.PROPOSAL_REVISED,
+            ET.PROPOSAL_INCLUDED,
+        ):
+            outcome.pop(pid, None)  # decided again: the last decision stands
 
     def described(pid: str) -> dict[str, str]:
         d = states.get(pid, {}).get("details", {})
@@ -268,12 +275,14 @@ async def from_log(
     forum_id: str,
     closing: Mapping[str, Any] | None = None,
     through_seq: int | None = None,
+    used: list[int] | None = None,
 ) -> dict[str, Any] | None:
     """The Berita Acara's content as the log holds it: with `closing`, the forum about to
     close (its usulan's events through `through_seq`); without, the forum as it closed
     (through the seq its closing record names). None: no such forum, or not closed."""
     from musrenbang.events import queries
 
+    used = used if used is not None else [0]  # the last seq the document reads
     opened, closed = await queries.forum_records(conn, forum_id)
     if opened is None:
         return None
@@ -290,6 +299,8 @@ async def from_log(
     )
     names = state.get("names") or {}
     region = state.get("name") or unit_name(str(state.get("region") or ""), names) or ""
+    if events:
+        used[0] = max(int(e["seq"]) for e in events)
     return document(
         opened,
         closing,

@@ -140,7 +140,7 @@ def records(
         d, first = state.get("details") or {}, trail.submitted
         decided = trail.decisions.get(stage) if stage is not None else trail.last
         priority = trail.priority.get(stage) if stage is not None else None
-        if priority is None and trail.priority:
+        if priority is None and stage is None and trail.priority:
             priority = list(trail.priority.values())[-1]
         proposer = trail.proposer if isinstance(trail.proposer, dict) else {}
         opd_awal, opd_akhir = first.get("opd"), d.get("opd_akhir") or d.get("opd")
@@ -200,7 +200,7 @@ def to_csv(rows: Sequence[Mapping[str, Any]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=CSV_SEPARATOR, lineterminator="\r\n")
     writer.writerow(KEYS)
-    writer.writerows([row.get(k) for k in KEYS] for row in rows)
+    writer.writerows([safe_text(row.get(k)) for k in KEYS] for row in rows)
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
@@ -227,12 +227,22 @@ def to_xlsx(sheets: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> bytes:
     return out.getvalue()
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_text(value: Any) -> Any:
+    """A text a spreadsheet would run as a formula, quoted so it stays text."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _cell(key: str, value: Any) -> Any:
     if value is None:
         return None
     if key in TEXT_COLUMNS:
-        return str(value)
-    return value
+        return safe_text(str(value))
+    return safe_text(value)
 
 
 # The open-data export (GET /cycles/{id}/export.json): JSON Schema 2020-12.
@@ -261,7 +271,7 @@ OPEN_DATA_SCHEMA: dict[str, Any] = {
                 "properties": {
                     key: {"type": ["string", "number", "integer", "null"]}
                     for key in KEYS
-                    if key not in ("decided_by", "decided_role", "reference")
+                    if key not in ("decided_by", "decided_role", "reference", "alamat", "rt", "rw")
                 },
                 "additionalProperties": False,
             },
@@ -269,8 +279,9 @@ OPEN_DATA_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
-# Who decided is named in the workbook an official opens, not in data for everyone.
-PRIVATE = ("decided_by", "decided_role", "reference")
+# Who decided is named in the workbook an official opens, not in data for everyone; nor
+# where a proposer lives (the public page shows the kelurahan only).
+PRIVATE = ("decided_by", "decided_role", "reference", "alamat", "rt", "rw")
 
 
 def open_data(cycle: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

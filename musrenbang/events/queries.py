@@ -79,6 +79,7 @@ async def search_proposals(
     bidang: str | None = None,
     status: str | None = None,
     stage: str | None = None,
+    unit: str | None = None,
     words: str | None = None,
     after: str | None = None,
     limit: int = 100,
@@ -94,6 +95,7 @@ async def search_proposals(
             " AND (CAST(:bidang AS text) IS NULL OR state->'details'->>'bidang' = :bidang)"
             " AND (CAST(:status AS text) IS NULL OR status = :status)"
             " AND (CAST(:stage AS text) IS NULL OR stage = :stage)"
+            " AND (CAST(:unit AS text) IS NULL OR unit = :unit)"
             " AND (CAST(:words AS text) IS NULL OR state->'details'->>'masalah' ILIKE :words"
             "      OR state->'details'->>'gagasan' ILIKE :words)"
             " AND (CAST(:after AS text) IS NULL OR proposal_id > :after)"
@@ -105,6 +107,7 @@ async def search_proposals(
             "bidang": bidang,
             "status": status,
             "stage": stage,
+            "unit": unit,
             "words": _like(words) if words else None,
             "after": after,
             "limit": limit,
@@ -582,8 +585,9 @@ async def forum_proposal_events(
             " SELECT DISTINCT stream FROM audit.events WHERE cycle_id = :c"
             " AND starts_with(stream, 'proposal:') AND payload->>'stage' = :s"
             " AND payload->>'unit' = :u"
+            " AND (CAST(:through AS bigint) IS NULL OR seq <= :through)"
             " UNION SELECT 'proposal:' || x FROM unnest(CAST(:incoming AS text[])) AS x)"
-            " SELECT stream, type, payload FROM audit.events"
+            " SELECT stream, type, payload, seq FROM audit.events"
             " WHERE stream IN (SELECT stream FROM held)"
             " AND (CAST(:through AS bigint) IS NULL OR seq <= :through)"
             " ORDER BY log_id, seq"
@@ -591,7 +595,12 @@ async def forum_proposal_events(
         {"c": cycle_id, "s": stage, "u": unit, "incoming": incoming, "through": through_seq},
     )
     return [
-        {"proposal_id": r.stream.split(":", 1)[1], "type": r.type, "payload": r.payload}
+        {
+            "proposal_id": r.stream.split(":", 1)[1],
+            "type": r.type,
+            "payload": r.payload,
+            "seq": r.seq,
+        }
         for r in rows
     ]
 

@@ -181,10 +181,13 @@ async def test_people_use_the_pages(
         await camat.fill("#tanggal", f"{cycle_year - 1}-01-20")
         await camat.fill("#tempat", "Kantor Kecamatan")
         await camat.fill("#peserta", "12")
-        await camat.fill("#penandatangan", "Camat, Sekcam")
+        await camat.fill("#penandatangan", "Camat\nSekcam")
         await camat.click("#close button[type=submit]")
         await expect(camat.locator("#forum-status")).to_have_text("closed")
         await camat.screenshot(path=tmp_path / "camat-eskalasi.png", full_page=True)
+        link = camat.locator("a[href$='berita-acara.pdf']")  # opened with the page's cookie
+        pdf = await camat.request.get(f"{base}{await link.get_attribute('href')}")
+        assert pdf.ok and (await pdf.body()).startswith(b"%PDF")
 
         # An auditor traces the usulan from its kelurahan.
         audit = await (await browser.new_context()).new_page()
