@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,9 +21,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from musrenbang.api.auth import CurrentActor, allow, cycle_region, require_write
+from musrenbang.api.auth import CurrentActor, allow, cycle_region, may_read, require_write
 from musrenbang.api.deps import SettingsDep, TemporalDep
-from musrenbang.api.errors import ApiError
+from musrenbang.api.errors import ApiError, not_found
 from musrenbang.api.idempotency import claim
 from musrenbang.api.responses import CommandAnswer, CycleCreated, error_responses
 from musrenbang.api.schemas import (
@@ -378,3 +379,23 @@ async def extend(
     return await _forum_command(
         client, (cycle_id, stage, unit), ForumWorkflow.extend, req, once, body
     )
+
+
+@router.delete(
+    "/proposals/{proposal_id}/kontak",
+    status_code=204,
+    dependencies=[allow(Role.ADMIN)],
+    responses=error_responses(404),
+)
+async def forget_contact(proposal_id: str, request: Request, actor: CurrentActor) -> Response:
+    """Erases a proposer's contact on their request (UU PDP): the usulan and everything
+    decided on it stay in the log; only the way to reach its proposer goes (admin)."""
+    engine: AsyncEngine = request.app.state.engine
+    async with engine.begin() as conn:
+        state = await queries.proposal_state(conn, proposal_id)
+        if state is None or not may_read(actor, str(state.get("cycle_id", "")).split("-")[0]):
+            raise not_found(f"usulan {proposal_id}")
+        if not await contacts.forget(conn, proposal_id):
+            raise not_found(f"a contact of usulan {proposal_id}")
+    log.info("contacts.forgotten", proposal_id=proposal_id, by=actor.subject)
+    return Response(status_code=204)

@@ -147,3 +147,13 @@ async def test_the_proposer_is_told_the_outcome_and_its_reason(
     assert CONTACT not in history  # nor the forum's history
     page = await api.get(f"/lacak/{receipt}")
     assert CONTACT not in page.text and page.json()["steps"][-1]["reason"].startswith("Jalan")
+
+    admin = token("admin")
+    assert (await api.delete(f"/proposals/{told}/kontak", headers=lurah)).status_code == 403
+    assert (await api.delete(f"/proposals/{told}/kontak", headers=admin)).status_code == 204
+    again = await api.delete(f"/proposals/{told}/kontak", headers=admin)
+    assert again.status_code == 404 and again.json()["error"] == "NotFound"
+    async with engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT count(*) FROM private.contacts"))).scalar_one()
+        still = (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar_one()
+    assert kept == 0 and still > 0  # the contact goes; what happened stays
