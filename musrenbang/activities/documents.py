@@ -35,13 +35,13 @@ class DocumentActivities:
                     if closed is not None
                     else await queries.log_head_seq(conn, inp.log_id)
                 )
-                used = [0]
-                doc = await berita_acara.from_log(conn, inp.forum_id, inp.closing, through, used)
-            if doc is None:
+                found = await berita_acara.from_log(conn, inp.forum_id, inp.closing, through)
+            if found is None:
                 return {"error": f"the log holds no opening of {inp.forum_id}"}
+            doc, last_read = found
             digest = await asyncio.to_thread(berita_acara.digest, doc)
             # the last seq it read: the same for every attempt of this close
-            return {**digest, "through_seq": used[0]}
+            return {**digest, "through_seq": last_read}
         except Exception as exc:
             log.error("berita_acara.failed", forum_id=inp.forum_id, error=str(exc)[:300])
             return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}

@@ -126,18 +126,7 @@ class RecordingActivities:
             await self._tell_proposers(inp)
             return
         info = activity.info()
-        try:
-            status = await self._post(inp)
-        except Exception as exc:
-            log.warning(
-                "notify.failed",
-                forum_id=inp.forum_id,
-                kind=inp.kind,
-                attempt=info.attempt,
-                error=str(exc),
-            )
-            await self._record_delay(inp)
-            raise ApplicationError(str(exc), type="WebhookUnavailable") from None
+        status = await self._deliver(inp, inp)
         await self._record(
             inp,
             ET.NOTIFICATION_DELIVERED,
@@ -173,12 +162,7 @@ class RecordingActivities:
                 },
                 idempotency_key=f"{inp.idempotency_key}:{d['proposal_id']}",
             )
-            try:
-                status = await self._post(one)
-            except Exception as exc:
-                log.warning("notify.proposer_failed", attempt=info.attempt, error=str(exc))
-                await self._record_delay(inp)
-                raise ApplicationError(str(exc), type="WebhookUnavailable") from None
+            status = await self._deliver(one, inp)
             told = {
                 "kind": "proposer",
                 "proposal_id": d["proposal_id"],
@@ -188,6 +172,23 @@ class RecordingActivities:
                 "attempt": info.attempt,
             }
             await self._record(one, ET.NOTIFICATION_DELIVERED, told, one.idempotency_key)
+
+    async def _deliver(self, inp: NotifyInput, notice: NotifyInput) -> int:
+        """POSTs one message; on a failure, records the outage of `notice` once it has
+        lasted and raises, so Temporal retries."""
+        try:
+            return await self._post(inp)
+        except Exception as exc:
+            attempt = activity.info().attempt
+            log.warning(
+                "notify.failed",
+                forum_id=inp.forum_id,
+                kind=inp.kind,
+                attempt=attempt,
+                error=str(exc),
+            )
+            await self._record_delay(notice)
+            raise ApplicationError(str(exc), type="WebhookUnavailable") from None
 
     async def _post(self, inp: NotifyInput) -> int:
         body = {

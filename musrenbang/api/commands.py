@@ -42,7 +42,6 @@ from musrenbang.events import contacts, queries
 from musrenbang.logging import get_logger
 from musrenbang.planning import CyclePlan, cycle_input
 from musrenbang.workflows.contracts import (
-    BeritaAcara,
     CloseRequest,
     CommandResult,
     DecideRequest,
@@ -344,13 +343,7 @@ async def close(
 ) -> dict[str, Any]:
     """Closes the forum with its Berita Acara; accepted usulan go on to the next stage."""
     require_write(actor, cycle_region(cycle_id))
-    ba = body.berita_acara
-    req = CloseRequest(
-        actor,
-        BeritaAcara(
-            ba.tanggal.isoformat(), ba.tempat, ba.peserta, ba.penandatangan, ba.catatan, ba.perkada
-        ),
-    )
+    req = CloseRequest(actor, body.berita_acara.request())
     return await _forum_command(
         client, (cycle_id, stage, unit), ForumWorkflow.close, req, once, body
     )

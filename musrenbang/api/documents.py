@@ -48,10 +48,10 @@ async def berita_acara_pdf(
         raise not_found(f"forum {fid}")
     if closed is None:
         raise ApiError(409, "Conflict", f"the forum {fid} is not closed: no Berita Acara yet")
-    doc = await berita_acara.from_log(conn, fid)
-    if doc is None:
+    found = await berita_acara.from_log(conn, fid)
+    if found is None:
         raise not_found(f"forum {fid}")
-    pdf = await asyncio.to_thread(berita_acara.render, doc, kertas)
+    pdf = await asyncio.to_thread(berita_acara.render, found[0], kertas)
     recorded = ((closed["payload"].get("berita_acara_pdf") or {}).get(kertas) or {}).get("sha256")
     headers = {
         "Content-Disposition": f'inline; filename="berita-acara-{fid}-{kertas}.pdf"',

@@ -22,14 +22,14 @@ from musrenbang.api.auth import PAGE_COOKIE as COOKIE
 from musrenbang.api.auth import actor_of, cycle_region, may_read
 from musrenbang.api.commands import remember_contacts, run_update
 from musrenbang.api.deps import ConnDep, TemporalDep
-from musrenbang.api.errors import ApiError, page_error, update_failure
+from musrenbang.api.errors import ApiError, page_error
 from musrenbang.api.public import trace_of
 from musrenbang.api.schemas import BeritaAcaraBody, DecisionBody, Draft
 from musrenbang.domain.access import Actor, Role, may_decide, may_extend
 from musrenbang.domain.catalogue import forum_id, forum_workflow_id
 from musrenbang.domain.decisions import Kind, allowed_kinds
 from musrenbang.domain.regions import unit_name
-from musrenbang.domain.stages import STAGES, Level
+from musrenbang.domain.stages import Level, Stage, defined
 from musrenbang.domain.text import first_bad_text
 from musrenbang.domain.trace import normalize_receipt
 from musrenbang.events import queries
@@ -38,7 +38,6 @@ from musrenbang.events.db import driver_connection
 from musrenbang.events.verify import verify_all
 from musrenbang.workflows.contracts import (
     ActorRef,
-    BeritaAcara,
     CloseRequest,
     DecideRequest,
     ExtendRequest,
@@ -115,6 +114,12 @@ async def _signed_in(request: Request) -> ActorRef:
     return actor
 
 
+async def _posted(request: Request) -> tuple[ActorRef, Any]:
+    """A form posted by a signed-in person from these pages: who, and the form."""
+    _same_origin(request)
+    return await _signed_in(request), await request.form()
+
+
 def _same_origin(request: Request) -> None:
     """A form posted from another site is refused (the cookie is SameSite=Strict too)."""
     origin = request.headers.get("origin")
@@ -166,18 +171,15 @@ async def keluar(request: Request) -> Response:
     return response
 
 
-def _may_see(actor: ActorRef, row: Any, city: str) -> bool:
+def _stages(state: dict[str, Any]) -> dict[str, Stage]:
+    return {s.slug: s for s in defined(state.get("stages", []), state.get("stage_defs") or [])}
+
+
+def _may_see(actor: ActorRef, row: Any, level: Level, city: str) -> bool:
     """The forums a coordinator's console lists: its own, those escalated to it, every
     Forum PD for Bappeda, everything for an admin."""
     who = Actor(actor.subject, actor.role, actor.jurisdiction, region=actor.region)
     escalated = row.state.get("escalated_to")
-    level = Level.OPD if row.stage == "forum-pd" or not row.unit[:1].isdigit() else None
-    if level is None:
-        level = (
-            Level.CITY
-            if row.unit == city
-            else (Level.KECAMATAN if row.unit.count(".") == 2 else Level.KELURAHAN)
-        )
     return may_decide(who, level, row.unit, city, escalated) or (
         actor.jurisdiction == city and actor.role == Role.COORDINATOR
     )
@@ -192,10 +194,11 @@ async def konsol(request: Request, conn: ConnDep) -> HTMLResponse:
             actor.region is not None and cycle["region"] != actor.region
         ):
             continue
-        names = await queries.cycle_names(conn, cycle["cycle_id"]) or {}
+        state = await queries.cycle_state(conn, cycle["cycle_id"]) or {}
+        names, stages = state.get("names") or {}, _stages(state)
         forums = []
         for row in await queries.cycle_forums(conn, cycle["cycle_id"], None, None):
-            if not _may_see(actor, row, cycle["region"]):
+            if not _may_see(actor, row, stages[row.stage].level, cycle["region"]):
                 continue
             forums.append(
                 {
@@ -226,18 +229,12 @@ async def _forum_context(
         raise ApiError(404, "NotFound", f"forum {stage} {unit} di siklus {cycle_id} tidak ada")
     names = state.get("names") or {}
     stages: list[str] = state.get("stages", [])
-    defs = {d["slug"]: d for d in state.get("stage_defs") or []}
-    level = Level(defs[stage]["level"]) if stage in defs else STAGES[stage].level
-    final = stage == stages[-1]
-    city = cycle_region(cycle_id)
+    this = _stages(state)[stage]
+    level, final, city = this.level, stage == stages[-1], cycle_region(cycle_id)
     who = Actor(actor.subject, actor.role, actor.jurisdiction, region=actor.region)
-    chair = defs.get(stage, {}).get("chaired_by") or (
-        STAGES[stage].chaired_by if stage in STAGES else ""
-    )
     open_ = forum["status"] != "closed"
-    can_act = open_ and may_decide(
-        who, level, unit, city, forum.get("escalated_to"), chair == "Bappeda"
-    )
+    bappeda = this.chaired_by == "Bappeda"
+    can_act = open_ and may_decide(who, level, unit, city, forum.get("escalated_to"), bappeda)
     filters = {k: request.query_params.get(k) for k in ("status", "bidang", "q")}
     held = await queries.search_proposals(
         conn,
@@ -248,14 +245,14 @@ async def _forum_context(
         status=filters["status"] or None,
         words=filters["q"] if filters["q"] and len(filters["q"]) >= 2 else None,
         limit=5000,
+        names=names,
     )
     profile = state.get("profile") or {}
     return {
         "actor": actor,
         "cycle_id": cycle_id,
         "forum": {**forum, "unit_name": forum.get("unit_name") or unit_name(unit, names)},
-        "stage_name": defs.get(stage, {}).get("name")
-        or (STAGES[stage].name if stage in STAGES else stage),
+        "stage_name": this.name,
         "deadline_text": _when(forum.get("deadline")),
         "proposals": held,
         "filters": filters,
@@ -296,15 +293,8 @@ async def _command(
     async def missing() -> ApiError:
         return ApiError(409, "Conflict", "forum ini sudah ditutup atau belum dibuka")
 
-    try:
-        answer = await run_update(handle, update, req, str(uuid.uuid4()), missing)
-    except Exception as exc:
-        from temporalio.client import WorkflowUpdateFailedError
-
-        if isinstance(exc, WorkflowUpdateFailedError):
-            err = update_failure(exc)
-            raise ApiError(err.status, err.kind, err.detail) from None
-        raise
+    # a refusal is answered by errors.install, as a page: the rule's sentence
+    answer = await run_update(handle, update, req, str(uuid.uuid4()), missing)
     if kontak:
         await remember_contacts(request.app.state.engine, answer["proposal_ids"], [kontak])
     done = "Tersimpan."
@@ -324,9 +314,7 @@ def _checked(model: Any, data: dict[str, Any]) -> Any:
 async def submit_page(
     request: Request, cycle_id: str, stage: str, unit: str, client: TemporalDep
 ) -> Response:
-    _same_origin(request)
-    actor = await _signed_in(request)
-    form = await request.form()
+    actor, form = await _posted(request)
     data: dict[str, Any] = {k: str(v).strip() for k, v in form.items() if str(v).strip()}
     bad = first_bad_text(data)  # as a JSON body is checked: nothing the log cannot hold
     if bad:
@@ -347,9 +335,7 @@ async def submit_page(
 async def decide_page(
     request: Request, cycle_id: str, stage: str, unit: str, client: TemporalDep
 ) -> Response:
-    _same_origin(request)
-    actor = await _signed_in(request)
-    form = await request.form()
+    actor, form = await _posted(request)
     decisions = []
     for key, value in form.items():
         if not key.startswith("kind:") or not str(value):
@@ -375,9 +361,7 @@ async def decide_page(
 async def close_page(
     request: Request, cycle_id: str, stage: str, unit: str, client: TemporalDep
 ) -> Response:
-    _same_origin(request)
-    actor = await _signed_in(request)
-    form = await request.form()
+    actor, form = await _posted(request)
     try:
         peserta = int(str(form.get("peserta") or ""))
     except ValueError:
@@ -394,15 +378,7 @@ async def close_page(
             **({"perkada": str(form["perkada"])} if form.get("perkada") else {}),
         },
     )
-    ba = BeritaAcara(
-        body.tanggal.isoformat(),
-        body.tempat,
-        body.peserta,
-        body.penandatangan,
-        body.catatan,
-        body.perkada,
-    )
-    req = CloseRequest(actor, ba)
+    req = CloseRequest(actor, body.request())
     return await _command(request, client, cycle_id, stage, unit, ForumWorkflow.close, req)
 
 
@@ -410,9 +386,7 @@ async def close_page(
 async def extend_page(
     request: Request, cycle_id: str, stage: str, unit: str, client: TemporalDep
 ) -> Response:
-    _same_origin(request)
-    actor = await _signed_in(request)
-    form = await request.form()
+    actor, form = await _posted(request)
     try:
         moment = datetime.fromisoformat(str(form.get("new_deadline") or "")).replace(tzinfo=WIB)
     except ValueError:
@@ -482,7 +456,9 @@ async def audit_cycle(request: Request, cycle_id: str, conn: ConnDep) -> HTMLRes
     findings = await queries.findings(conn, cycle_id, state["stages"][0], state["stages"])
     q = request.query_params.get("q")
     found = (
-        await queries.search_proposals(conn, cycle_id, words=q, limit=100)
+        await queries.search_proposals(
+            conn, cycle_id, words=q, limit=100, names=state.get("names") or {}
+        )
         if q and len(q) >= 2
         else None
     )

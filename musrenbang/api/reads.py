@@ -75,7 +75,7 @@ async def search_proposals(
     """The cycle's usulan by kelurahan (or kecamatan), bidang, status, stage and words in
     their masalah or gagasan; a page at a time."""
     require_read(actor, cycle_region(cycle_id))
-    await _cycle_state(conn, cycle_id)
+    state = await _cycle_state(conn, cycle_id)
     found = await queries.search_proposals(
         conn,
         cycle_id,
@@ -86,6 +86,7 @@ async def search_proposals(
         words=q,
         after=after,
         limit=limit,
+        names=state.get("names") or {},
     )
     last = found[-1]["proposal_id"] if len(found) == limit else None
     return ProposalList.model_validate(
@@ -113,8 +114,8 @@ async def get_forum(
     state = await queries.forum_state(conn, fid)
     if state is None:
         raise not_found(f"forum {fid}")
-    held = await queries.held_proposals(conn, cycle_id, stage, unit)
     names = await queries.cycle_names(conn, cycle_id) or {}
+    held = await queries.held_proposals(conn, cycle_id, stage, unit, names)
     state.setdefault("unit_name", unit_name(unit, names))
     return ForumView.model_validate({**state, "proposals": held})
 

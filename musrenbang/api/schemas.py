@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from musrenbang.domain.text import first_bad_text
+from musrenbang.workflows.contracts import BeritaAcara
 
 
 class Strict(BaseModel):
@@ -150,6 +151,17 @@ class BeritaAcaraBody(Strict):
     penandatangan: list[str] = Field(min_length=1, max_length=50)
     catatan: str | None = Field(default=None, max_length=4000)
     perkada: str | None = Field(default=None, max_length=200)
+
+    def request(self) -> BeritaAcara:
+        """The workflow's Berita Acara of this body."""
+        return BeritaAcara(
+            self.tanggal.isoformat(),
+            self.tempat,
+            self.peserta,
+            self.penandatangan,
+            self.catatan,
+            self.perkada,
+        )
 
 
 class CloseBody(Body):

@@ -24,6 +24,7 @@ from musrenbang.domain.catalogue import EventType as ET
 from musrenbang.domain.decisions import AUTO_CLOSE_REASON
 from musrenbang.domain.records import evolve_proposal
 from musrenbang.domain.regions import unit_name
+from musrenbang.events import queries
 
 PAPERS = {"a4": ("210mm", "297mm"), "f4": ("215mm", "330mm")}
 DAYS = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
@@ -275,14 +276,11 @@ async def from_log(
     forum_id: str,
     closing: Mapping[str, Any] | None = None,
     through_seq: int | None = None,
-    used: list[int] | None = None,
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any], int] | None:
     """The Berita Acara's content as the log holds it: with `closing`, the forum about to
     close (its usulan's events through `through_seq`); without, the forum as it closed
-    (through the seq its closing record names). None: no such forum, or not closed."""
-    from musrenbang.events import queries
-
-    used = used if used is not None else [0]  # the last seq the document reads
+    (through the seq its closing record names). With it, the last seq it read (0: none).
+    None: no such forum, or not closed."""
     opened, closed = await queries.forum_records(conn, forum_id)
     if opened is None:
         return None
@@ -299,9 +297,7 @@ async def from_log(
     )
     names = state.get("names") or {}
     region = state.get("name") or unit_name(str(state.get("region") or ""), names) or ""
-    if events:
-        used[0] = max(int(e["seq"]) for e in events)
-    return document(
+    doc = document(
         opened,
         closing,
         events,
@@ -310,3 +306,4 @@ async def from_log(
         if region and not region.lower().startswith(("kota", "kabupaten"))
         else region,
     )
+    return doc, max((int(e["seq"]) for e in events), default=0)

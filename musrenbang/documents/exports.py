@@ -245,6 +245,9 @@ def _cell(key: str, value: Any) -> Any:
     return safe_text(value)
 
 
+# Who decided is named in the workbook an official opens, not in data for everyone; nor
+# where a proposer lives (the public page shows the kelurahan only).
+PRIVATE = ("decided_by", "decided_role", "reference", "alamat", "rt", "rw")
 # The open-data export (GET /cycles/{id}/export.json): JSON Schema 2020-12.
 OPEN_DATA_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -271,7 +274,7 @@ OPEN_DATA_SCHEMA: dict[str, Any] = {
                 "properties": {
                     key: {"type": ["string", "number", "integer", "null"]}
                     for key in KEYS
-                    if key not in ("decided_by", "decided_role", "reference", "alamat", "rt", "rw")
+                    if key not in PRIVATE
                 },
                 "additionalProperties": False,
             },
@@ -279,9 +282,6 @@ OPEN_DATA_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": False,
 }
-# Who decided is named in the workbook an official opens, not in data for everyone; nor
-# where a proposer lives (the public page shows the kelurahan only).
-PRIVATE = ("decided_by", "decided_role", "reference", "alamat", "rt", "rw")
 
 
 def open_data(cycle: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar as gregorian
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from musrenbang.domain.routing import LEVEL_ORDER, graph_problem
@@ -183,10 +183,6 @@ def parse_profile(
         name=_text_or_none(data.get("name", base.name if base else None), "name"),
         source=source,
     )
-
-
-def with_source(profile: Profile, source: str) -> Profile:
-    return replace(profile, source=source)
 
 
 def _text(value: Any, what: str, high: int = 200) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Level(StrEnum):
@@ -47,6 +49,17 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     # SIPD: Bappeda validates kelurahan results before the kecamatan forum.
     "sipd": ("kelurahan", "validasi-bappeda", "kecamatan", "forum-pd", "kota", "rkpd"),
 }
+
+
+def defined(slugs: Sequence[str], defs: Sequence[Mapping[str, Any]]) -> list[Stage]:
+    """A cycle's stages as its plan defined them (`stage_defs`, from its profile), else
+    the built-in ones (cycles planned before profiles)."""
+    if defs:
+        return [
+            Stage(d["slug"], d["name"], Level(d["level"]), d["chaired_by"], d["timer_may_close"])
+            for d in defs
+        ]
+    return [STAGES[s] for s in slugs]
 
 
 def template(name: str) -> tuple[Stage, ...]:

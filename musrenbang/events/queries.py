@@ -4,6 +4,7 @@ funnel, integrity findings and a flat export; the logs and their sizes. Reads on
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,7 @@ async def search_proposals(
     words: str | None = None,
     after: str | None = None,
     limit: int = 100,
+    names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The cycle's usulan that match: in a kelurahan (or a kecamatan, by its code's
     prefix), of a bidang, a status, at a stage, whose masalah or gagasan holds `words`;
@@ -113,7 +115,8 @@ async def search_proposals(
             "limit": limit,
         },
     )
-    names = await cycle_names(conn, cycle_id) or {}
+    if names is None:  # the cycle's names, unless the caller read them already
+        names = await cycle_names(conn, cycle_id) or {}
     out = []
     for r in rows:
         details = r.state.get("details", {})
@@ -178,7 +181,11 @@ async def forum_status(conn: AsyncConnection, fid: str) -> str | None:
 
 
 async def held_proposals(
-    conn: AsyncConnection, cycle_id: str, stage: str, unit: str
+    conn: AsyncConnection,
+    cycle_id: str,
+    stage: str,
+    unit: str,
+    names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The usulan at a forum: id, status, masalah and cost, its kelurahan and OPD with
     their names."""
@@ -191,7 +198,8 @@ async def held_proposals(
         ),
         {"c": cycle_id, "s": stage, "u": unit},
     )
-    names = await cycle_names(conn, cycle_id) or {}
+    if names is None:
+        names = await cycle_names(conn, cycle_id) or {}
     out = []
     for r in rows:
         details = r.details or {}

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from musrenbang.domain.profiles import catalogue_for
     from musrenbang.domain.receipts import receipt_code
     from musrenbang.domain.routing import feeders, route, route_opd, units_at
-    from musrenbang.domain.stages import STAGES, Level, Stage
+    from musrenbang.domain.stages import Level, defined
     from musrenbang.domain.text import check_texts
     from musrenbang.workflows import search
     from musrenbang.workflows.contracts import (
@@ -65,8 +65,11 @@ class CycleWorkflow:
     def __init__(self, inp: CycleInput) -> None:
         self.inp = inp
         self.rec = Recorder(inp.region, inp.cycle_id, inp.cycle_id)
-        self.stages = _stages(inp)
+        self.stages = defined(inp.stages, inp.stage_defs)
         self.levels = [s.level for s in self.stages]
+        self.profile_opds: dict[str, dict[str, Any]] = {
+            o["slug"]: o for o in inp.profile.get("opds", [])
+        }
         self.routes = inp.routes or routes_before_profiles(inp.opds)
         self.pokir_stage = inp.pokir_stage if inp.pokir_stage in inp.stages else None
         # per stage: unit -> usulan routed to it so far; and which feeders have closed
@@ -257,16 +260,14 @@ class CycleWorkflow:
     def _catalogue(self, stage: int, unit: str) -> dict[str, str]:
         if self.levels[stage] is not Level.OPD:
             return {}
-        opds: list[dict[str, Any]] = self.inp.profile.get("opds", [])
-        opd = next((o for o in opds if o.get("slug") == unit), {})
+        opd = self.profile_opds.get(unit, {})
         return catalogue_for(self.inp.sub_kegiatan, opd.get("urusan") or [])
 
     def _chair(self, stage: int, unit: str) -> str:
         """Who chairs the forum: the OPD's own chair at an OPD stage, else the stage's."""
-        if self.levels[stage] is Level.OPD:
-            for opd in self.inp.profile.get("opds", []):
-                if opd.get("slug") == unit and opd.get("chair"):
-                    return str(opd["chair"])
+        chair = self.profile_opds.get(unit, {}).get("chair")
+        if self.levels[stage] is Level.OPD and chair:
+            return str(chair)
         return self.stages[stage].chaired_by
 
     def _deadline(self, slug: str) -> str:
@@ -436,13 +437,3 @@ class CycleWorkflow:
         status = "adopted" if self.result else "running"
         items = len(self.result.rkpd_items) if self.result else 0
         return CycleView(self.inp.cycle_id, status, open_forums, closed, self.pokir_open, items)
-
-
-def _stages(inp: CycleInput) -> list[Stage]:
-    """The cycle's stages as its plan defined them (built-in ones for plans from before)."""
-    if inp.stage_defs:
-        return [
-            Stage(d["slug"], d["name"], Level(d["level"]), d["chaired_by"], d["timer_may_close"])
-            for d in inp.stage_defs
-        ]
-    return [STAGES[s] for s in inp.stages]

@@ -194,17 +194,20 @@ class ForumState:
         undecided = len(self.book.undecided())
         deadline = self.deadline.isoformat()
         payload = {"deadline": deadline, "hours_left": hours, "undecided": undecided}
-        cause = f"reminder:{deadline}:{hours}"
+        message = (
+            f"{self.inp.stage} {self.inp.unit}: tenggat {hours} jam lagi,"
+            f" {undecided} usulan belum diputuskan"
+        )
+        return await self._reminded("reminder", payload, f"reminder:{deadline}:{hours}", message)
+
+    async def _reminded(
+        self, kind: str, payload: dict[str, Any], cause: str, message: str
+    ) -> NotifyInput:
+        """Records one DeadlineReminderSent; the notice goes out once the lock is let go."""
         await self.rec.record(
             [self.rec.forum_event(ET.DEADLINE_REMINDER_SENT, payload, system=True)], cause
         )
-        return self.rec.notice(
-            "reminder",
-            f"{self.inp.stage} {self.inp.unit}: tenggat {hours} jam lagi,"
-            f" {undecided} usulan belum diputuskan",
-            payload,
-            cause,
-        )
+        return self.rec.notice(kind, message, payload, cause)
 
     def _waits_for_a_person(self) -> bool:
         """Past its deadline, does this forum wait (escalated and reminded) for a person to
@@ -229,15 +232,10 @@ class ForumState:
             "waiting_for": waiting,
         }
         cause = f"overdue:{self.deadline.isoformat()}:{n}"
-        await self.rec.record(
-            [self.rec.forum_event(ET.DEADLINE_REMINDER_SENT, payload, system=True)], cause
+        message = (
+            f"{self.inp.stage} {self.inp.unit}: {hours} jam melewati tenggat; menunggu {waiting}"
         )
-        return self.rec.notice(
-            "overdue",
-            f"{self.inp.stage} {self.inp.unit}: {hours} jam melewati tenggat; menunggu {waiting}",
-            payload,
-            cause,
-        )
+        return await self._reminded("overdue", payload, cause, message)
 
     async def _escalate(self, sent: Sent) -> NotifyInput:
         self.status = "overdue"
