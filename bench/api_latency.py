@@ -20,13 +20,12 @@ from typing import Any
 
 import httpx
 import uvicorn
-from temporalio.testing import WorkflowEnvironment
 
 from bench.event_log import fill
 from musrenbang.api.app import create_app
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
-from musrenbang.embedded import binary, embedded_postgres, ensure_database
+from musrenbang.embedded import embedded_postgres, ensure_database, start_dev_server
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.logging import configure_logging
 from musrenbang.worker import build_worker
@@ -124,10 +123,7 @@ async def main(requests: int, log_size: int) -> None:
     ):
         owner = ensure_database(server, "musrenbang")
         migrate(owner, "musrenbang_app", "musrenbang_app")
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"),
-            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
-        )
+        env = await start_dev_server(str(Path(tmp) / "temporal.db"))
         settings = Settings(temporal_task_queue="apibench", api_port=PORT, log_level="WARNING")
         engine = create_engine(app_url(owner, "musrenbang_app", "musrenbang_app"))
         server = uvicorn.Server(

