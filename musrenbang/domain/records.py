@@ -6,7 +6,6 @@ Pure functions over plain JSON values, shared by the read models (projections), 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -168,4 +167,19 @@ def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) 
 
 
 def _copy(state: State | None) -> State:
-    return copy.deepcopy(state) if state else {}
+    return _json_copy(state) if state else {}
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (dicts, lists and scalars; a tuple is copied as one),
+    several times cheaper than `copy.deepcopy`, which keeps a memo for shared and cyclic
+    objects that JSON cannot hold. It is on every append's path."""
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else _json_copy(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return kind(v if type(v) in _SCALARS else _json_copy(v) for v in value)
+    return value  # immutable
+
+
+_SCALARS = frozenset({str, int, bool, float, type(None)})

@@ -110,21 +110,46 @@ class _Seen:
 _SEEN = _Seen(20_000)
 
 
+@dataclass
+class _Request:
+    """One caller's append, waiting for the log's writer."""
+
+    events: Sequence[NewEvent]
+    expected: Mapping[str, int] | None
+    answer: asyncio.Future[list[Appended]]
+
+    def disjoint(self, streams: set[str], keys: set[str]) -> bool:
+        return not any(e.stream in streams or e.idempotency_key in keys for e in self.events)
+
+
+# A combined append holds at most this many events (a request larger than this goes alone).
+GROUP_LIMIT = 500
+
+
 class EventWriter:
     """The application's append path: a connection of its own per log, in autocommit mode,
     so an append is one statement, one round trip and its own transaction, with no pool
     checkout on the way.
 
-    Appends to one log are serialized by the database anyway (its head row); in this
-    process they queue on the log's lock. When a connection fails, it is replaced and the
-    append is tried once more: the idempotency keys make that safe whether or not the
-    first attempt committed (a committed one answers as `replayed`).
+    Appends to one log are serialized by the database anyway (its head row), so in this
+    process they queue for the log, and whoever's turn it is writes what has queued in the
+    meantime in one transaction (group commit): the appends of many workflows deciding at
+    once cost one round trip and one commit, not one each. Only appends with no stream and
+    no idempotency key in common go together, in the order they came, and each one's
+    events stay together. When a combined append is refused (a version conflict, a key
+    reused for other content, an invalid event), nothing of it was written, and its
+    halves are made again on their own, down to the one at fault, which alone is refused.
+
+    When a connection fails, it is replaced and the append is tried once more: the
+    idempotency keys make that safe whether or not the first attempt committed (a
+    committed one answers as `replayed`).
     """
 
     def __init__(self, url: URL) -> None:
         self._conninfo = conninfo(url)
         self._connections: dict[str, psycopg.AsyncConnection[Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._queues: dict[str, list[_Request]] = {}
 
     async def append(
         self,
@@ -132,16 +157,81 @@ class EventWriter:
         events: Sequence[NewEvent],
         expected_versions: Mapping[str, int] | None = None,
     ) -> list[Appended]:
-        """Appends a batch to one log in a transaction of its own (see `append_events`)."""
+        """Appends a batch to one log in a transaction of its own (see `append_events`),
+        perhaps together with other callers' batches."""
+        request = _Request(events, expected_versions, asyncio.get_running_loop().create_future())
+        queue = self._queues.setdefault(log_id, [])
+        queue.append(request)
         lock = self._locks.get(log_id) or self._locks.setdefault(log_id, asyncio.Lock())
-        async with lock:
+        try:
+            async with lock:
+                while not request.answer.done():
+                    group = self._take(queue)
+                    try:
+                        await self._write(log_id, group)
+                    finally:
+                        # Cancelled in the middle: what was taken and not answered waits
+                        # for the next turn (its keys make a second write of it harmless).
+                        queue[:0] = [r for r in group if not r.answer.done()]
+        finally:
+            if request in queue:  # cancelled while waiting its turn
+                queue.remove(request)
+        return request.answer.result()
+
+    @staticmethod
+    def _take(queue: list[_Request]) -> list[_Request]:
+        """The appends to write next: the first in the queue, and those after it that can
+        go with it, up to the first that cannot."""
+        group = [queue.pop(0)]
+        streams = {e.stream for e in group[0].events}
+        keys = {e.idempotency_key for e in group[0].events}
+        size = len(group[0].events)
+        while queue and queue[0].disjoint(streams, keys):
+            if size + len(queue[0].events) > GROUP_LIMIT:
+                break
+            request = queue.pop(0)
+            group.append(request)
+            streams.update(e.stream for e in request.events)
+            keys.update(e.idempotency_key for e in request.events)
+            size += len(request.events)
+        return group
+
+    async def _write(self, log_id: str, group: list[_Request]) -> None:
+        """Writes a group in one transaction; when it is refused, which writes nothing,
+        each half is written on its own, down to the one append at fault."""
+        if len(group) == 1:
+            request = group[0]
             try:
-                conn = await self._connection(log_id)
-                return await append_events(conn, log_id, events, expected_versions)
-            except psycopg.OperationalError:
-                await self._discard(log_id)
+                request.answer.set_result(
+                    await self._append(log_id, request.events, request.expected)
+                )
+            except Exception as exc:  # the caller's own error, raised to the caller
+                request.answer.set_exception(exc)
+            return
+        events = [e for r in group for e in r.events]
+        expected = {s: v for r in group for s, v in (r.expected or {}).items()}
+        try:
+            answers = await self._append(log_id, events, expected)
+        except EventLogError:
+            half = len(group) // 2
+            await self._write(log_id, group[:half])
+            await self._write(log_id, group[half:])
+            return
+        start = 0
+        for r in group:
+            r.answer.set_result(answers[start : start + len(r.events)])
+            start += len(r.events)
+
+    async def _append(
+        self, log_id: str, events: Sequence[NewEvent], expected: Mapping[str, int] | None
+    ) -> list[Appended]:
+        try:
             conn = await self._connection(log_id)
-            return await append_events(conn, log_id, events, expected_versions)
+            return await append_events(conn, log_id, events, expected)
+        except psycopg.OperationalError:
+            await self._discard(log_id)
+        conn = await self._connection(log_id)
+        return await append_events(conn, log_id, events, expected)
 
     async def aclose(self) -> None:
         for log_id in list(self._connections):

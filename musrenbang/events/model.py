@@ -101,12 +101,12 @@ class StoredEvent:
     @classmethod
     def from_row(cls, row: Any) -> StoredEvent:
         """Builds from a row of (log_id, seq, content, version, recorded_at, prev_hash, hash)."""
-        return cls._build(
+        return cls.from_values(
             row.log_id, row.seq, row.content, row.version, row.recorded_at, row.prev_hash, row.hash
         )
 
     @classmethod
-    def _build(
+    def from_values(
         cls,
         log_id: str,
         seq: int,

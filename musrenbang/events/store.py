@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from musrenbang.events.db import driver_connection
 from musrenbang.events.model import StoredEvent
 
 _COLUMNS = "log_id, seq, content, version, recorded_at, prev_hash, hash"
+_STREAM = f"SELECT {_COLUMNS} FROM audit.events WHERE stream = %s ORDER BY version"  # noqa: S608
 
 
 async def read_stream(
-    conn: AsyncConnection, stream: str, *, as_of: datetime | None = None
+    conn: AsyncConnection | psycopg.AsyncConnection[Any],
+    stream: str,
+    *,
+    as_of: datetime | None = None,
 ) -> list[StoredEvent]:
     """One stream's events in order; with `as_of`, only those that had occurred by then.
 
-    The moment is judged on the hashed content, not on the indexed column."""
-    sql = f"SELECT {_COLUMNS} FROM audit.events WHERE stream = :stream ORDER BY version"  # noqa: S608
-    rows = await conn.execute(text(sql), {"stream": stream})
-    events = [StoredEvent.from_row(r) for r in rows]
+    The moment is judged on the hashed content, not on the indexed column. The read goes
+    to the driver, as a prepared statement with binary results: it is on every command's
+    and every trace's path, and SQLAlchemy's row processing cost more than the query."""
+    driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
+    cur = await driver.execute(_STREAM, (stream,), prepare=True, binary=True)
+    events = [StoredEvent.from_values(*row) for row in await cur.fetchall()]
     if as_of is not None:
         events = [e for e in events if e.occurred_at <= as_of]
     return events

@@ -396,3 +396,54 @@ async def test_a_batch_naming_a_key_twice_is_refused(
         await writer.append("36.71", [submitted("a"), submitted("b", key="submit:a")])
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM audit.events"))).scalar() == 0
+
+
+async def test_appends_that_queue_meanwhile_go_in_one_transaction_and_fail_alone(
+    engine: AsyncEngine, owner_engine: AsyncEngine, writer: EventWriter
+) -> None:
+    # While another transaction holds the log's head, appends queue in the writer; when it
+    # lets go, they are written together (one transaction: one recorded_at), except where
+    # two touch one stream (the second waits for the first); a group that holds one at
+    # fault (a version conflict, a key reused for other content) is halved until that
+    # one alone is refused.
+    await writer.append("36.71", [submitted("a"), submitted("b")])
+    async with owner_engine.begin() as holder:
+        await holder.execute(text("SELECT 1 FROM audit.logs WHERE log_id = '36.71' FOR UPDATE"))
+        first = asyncio.create_task(writer.append("36.71", [submitted("x0")]))
+        await asyncio.sleep(0.2)  # the first takes its turn and waits on the head
+        queued = [
+            writer.append("36.71", [submitted(f"q{i}"), decided(f"q{i}", "ProposalAccepted", i)])
+            for i in range(5)
+        ]
+        queued.append(
+            writer.append(
+                "36.71", [decided("a", "ProposalAccepted", 9)], expected_versions={"proposal:a": 5}
+            )
+        )
+        queued.append(writer.append("36.71", [submitted("other", key="submit:b")]))
+        queued.append(writer.append("36.71", [decided("b", "ProposalAccepted", 1)]))
+        queued.append(writer.append("36.71", [decided("b", "ProposalRejected", 2)]))
+        tasks = [asyncio.create_task(q) for q in queued]
+        await asyncio.sleep(0.2)
+        assert not first.done() and not any(t.done() for t in tasks)
+    await first
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    together = [r for result in outcomes[:5] for r in result]  # type: ignore[union-attr]
+    assert [r.version for r in together] == [1, 2] * 5
+    assert isinstance(outcomes[5], VersionConflict)
+    assert isinstance(outcomes[6], IdempotencyConflict)
+    b_accepted, b_rejected = outcomes[7][0], outcomes[8][0]  # type: ignore[index]
+    assert (b_accepted.version, b_rejected.version) == (2, 3)
+    assert b_rejected.seq > b_accepted.seq
+    async with engine.connect() as conn:
+        stamps = (
+            await conn.execute(
+                text(
+                    "SELECT count(DISTINCT recorded_at) FROM audit.events"
+                    " WHERE stream IN ('proposal:q0', 'proposal:q1', 'proposal:q2', 'proposal:q3')"
+                )
+            )
+        ).scalar()
+        assert stamps == 1  # the first half of the group: one transaction
+        assert (await verify_all(conn)).checked == 2 + 1 + 10 + 2
+    await _assert_read_models_follow_the_log(engine)
