@@ -50,8 +50,14 @@ def conninfo(url: URL) -> str:
 
 
 async def driver_connection(conn: AsyncConnection) -> Any:
-    """The psycopg connection under a SQLAlchemy one, for server-side cursors and COPY."""
-    raw = await conn.get_raw_connection()
+    """The psycopg connection under a SQLAlchemy one, for server-side cursors, COPY and
+    the reads on every request's path. A connection already in use is read off directly
+    (`get_raw_connection` costs a greenlet switch, more than a short query's parse)."""
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        raw = sync.connection
+    else:
+        raw = await conn.get_raw_connection()
     driver = raw.driver_connection
     if driver is None:
         raise RuntimeError("the connection has been closed")

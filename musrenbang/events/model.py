@@ -78,62 +78,107 @@ class Appended:
     replayed: bool
 
 
-@dataclass(frozen=True)
 class StoredEvent:
-    """An event as the log holds it."""
+    """An event as the log holds it.
 
-    log_id: str
-    seq: int
-    event_id: str
-    stream: str
-    version: int
-    type: str
-    schema_version: int
-    payload: JSON
-    actor: JSON
-    metadata: JSON
-    occurred_at: datetime
-    recorded_at: datetime
-    idempotency_key: str
-    prev_hash: bytes
-    hash: bytes
+    The row's own columns are there at once; what its content says (type, payload, actor
+    and the rest) is decoded from the content text the first time one of them is asked
+    for, once. A read of a whole history then costs little more than its query, and a
+    caller that wants only positions and hashes never decodes at all."""
 
-    @classmethod
-    def from_row(cls, row: Any) -> StoredEvent:
-        """Builds from a row of (log_id, seq, content, version, recorded_at, prev_hash, hash)."""
-        return cls.from_values(
-            row.log_id, row.seq, row.content, row.version, row.recorded_at, row.prev_hash, row.hash
-        )
+    __slots__ = (
+        "_decoded",
+        "content",
+        "hash",
+        "log_id",
+        "prev_hash",
+        "recorded_at",
+        "seq",
+        "version",
+    )
 
-    @classmethod
-    def from_values(
-        cls,
+    def __init__(
+        self,
         log_id: str,
         seq: int,
-        content_text: str,
+        content: str,
         version: int,
         recorded_at: datetime,
         prev_hash: bytes,
         hash_: bytes,
-    ) -> StoredEvent:
-        content = json.loads(content_text)
+    ) -> None:
+        self.log_id = log_id
+        self.seq = seq
+        self.content = content
+        self.version = version
+        self.recorded_at = recorded_at
+        self.prev_hash = prev_hash if type(prev_hash) is bytes else bytes(prev_hash)
+        self.hash = hash_ if type(hash_) is bytes else bytes(hash_)
+        self._decoded: JSON | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> StoredEvent:
+        """Builds from a row of (log_id, seq, content, version, recorded_at, prev_hash, hash)."""
         return cls(
-            log_id=log_id,
-            seq=seq,
-            event_id=content["event_id"],
-            stream=content["stream"],
-            version=version,
-            type=content["type"],
-            schema_version=content["schema_version"],
-            payload=content["payload"],
-            actor=content["actor"],
-            metadata=content["metadata"],
-            occurred_at=parse_timestamp(content["occurred_at"]),
-            recorded_at=recorded_at,
-            idempotency_key=content["idempotency_key"],
-            prev_hash=bytes(prev_hash),
-            hash=bytes(hash_),
+            row.log_id, row.seq, row.content, row.version, row.recorded_at, row.prev_hash, row.hash
         )
+
+    def _fields(self) -> JSON:
+        decoded = self._decoded
+        if decoded is None:
+            decoded = self._decoded = json.loads(self.content)
+        return decoded
+
+    @property
+    def event_id(self) -> str:
+        return str(self._fields()["event_id"])
+
+    @property
+    def stream(self) -> str:
+        return str(self._fields()["stream"])
+
+    @property
+    def type(self) -> str:
+        return str(self._fields()["type"])
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._fields()["schema_version"])
+
+    @property
+    def payload(self) -> JSON:
+        payload: JSON = self._fields()["payload"]
+        return payload
+
+    @property
+    def actor(self) -> JSON:
+        actor: JSON = self._fields()["actor"]
+        return actor
+
+    @property
+    def metadata(self) -> JSON:
+        metadata: JSON = self._fields()["metadata"]
+        return metadata
+
+    @property
+    def idempotency_key(self) -> str:
+        return str(self._fields()["idempotency_key"])
+
+    @property
+    def occurred_at(self) -> datetime:
+        return parse_timestamp(self._fields()["occurred_at"])
+
+    def _row(self) -> tuple[Any, ...]:
+        return (self.log_id, self.seq, self.content, self.version, self.recorded_at, self.hash)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredEvent) and self._row() == other._row()
+
+    def __hash__(self) -> int:
+        return hash((self.log_id, self.seq, self.hash))
+
+    def __repr__(self) -> str:
+        return f"StoredEvent(log_id={self.log_id!r}, seq={self.seq}, content={self.content!r})"
 
     def as_json(self) -> JSON:
         return {

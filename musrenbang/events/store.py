@@ -30,7 +30,7 @@ async def read_stream(
     and every trace's path, and SQLAlchemy's row processing cost more than the query."""
     driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
     cur = await driver.execute(_STREAM, (stream,), prepare=True, binary=True)
-    events = [StoredEvent.from_values(*row) for row in await cur.fetchall()]
+    events = [StoredEvent(*row) for row in await cur.fetchall()]
     if as_of is not None:
         events = [e for e in events if e.occurred_at <= as_of]
     return events
