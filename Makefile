@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: install up test lint typecheck pytest browser bench clean
+.PHONY: install up test lint typecheck pytest browser bench peers burst clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -44,6 +44,14 @@ bench: install
 	$(RUN) python -m bench.event_log
 	$(RUN) python -m bench.cycle_scale
 	$(RUN) python -m bench.api_latency
+
+# Beside pyeventsourcing's recorder, and the national deadline burst: both need the `bench`
+# dependency group (eventsourcing, psutil), which `uv run --group bench` adds to .venv.
+peers: install
+	$(UV) run --frozen --group bench python -m bench.peers
+
+burst: install
+	$(UV) run --frozen --group bench python -m bench.burst
 
 clean:
 	rm -rf .venv $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
