@@ -36,11 +36,13 @@ class Verification:
 # The server renders the record by the documented rule (timestamp in UTC with
 # microseconds); Python recomputes every hash and checks every seq, the 0x00 prefix and
 # every link, so nothing the server computes is trusted.
+# `||`, not concat(): all these columns are NOT NULL, and concat() looks up each
+# argument's output function on every row: it was a third of the server's cost.
 _ROWS = (
-    "SELECT hash, '\\x00'::bytea || prev_hash || int8send(seq) || convert_to(concat("
-    '\'{"event":\', content, \',"recorded_at":"\','
-    " to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-    " '\",\"version\":', version, '}'), 'UTF8')"
+    "SELECT hash, '\\x00'::bytea || prev_hash || int8send(seq) || convert_to("
+    '\'{"event":\' || content || \',"recorded_at":"\' ||'
+    " to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    " || '\",\"version\":' || version || '}', 'UTF8')"
     " FROM audit.events WHERE log_id = %s AND seq > %s AND seq <= %s ORDER BY seq"
 )
 
