@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
@@ -36,9 +37,11 @@ from typing import Any
 
 import httpx
 import psutil
+import psycopg
 from lokal import wilayah
 from sqlalchemy import URL, make_url
 
+from bench.api_latency import pct
 from bench.event_log import APP
 from musrenbang.api.auth import issue_token
 from musrenbang.config import Settings
@@ -63,6 +66,7 @@ def smallest_kota(count: int) -> list[tuple[str, str, list[str]]]:
     return kota[:count]
 
 
+@functools.cache
 def settings() -> Settings:
     return Settings(temporal_task_queue=QUEUE, api_port=PORT, log_level="WARNING")
 
@@ -140,8 +144,6 @@ class Parts:
 
 def postmaster(owner: URL) -> int | None:
     """The PostgreSQL server's process, when it runs on this machine."""
-    import psycopg
-
     with psycopg.connect(conninfo(owner)) as conn:
         data_dir = conn.execute("SHOW data_directory").fetchone()
     pid_file = Path(str(data_dir[0])) / "postmaster.pid" if data_dir else None
@@ -225,14 +227,7 @@ async def forum(http: httpx.AsyncClient, region: Region, unit: str, usulan: int)
     region.decide_ms.append(ms)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
 def events_in_log(owner: URL) -> int:
-    import psycopg
-
     with psycopg.connect(conninfo(owner)) as conn:
         row = conn.execute("SELECT coalesce(sum(head_seq), 0) FROM audit.logs").fetchone()
     return int(row[0]) if row else 0

@@ -207,11 +207,11 @@ async def start_dev_server(
 async def _start_with_retries(
     start: Callable[[], Awaitable[WorkflowEnvironment]],
 ) -> WorkflowEnvironment:
-    for attempt in range(1, START_ATTEMPTS + 1):
+    for attempt in range(1, START_ATTEMPTS):
         try:
             return await start()
         except RuntimeError as error:
-            if attempt == START_ATTEMPTS or "did not start" not in str(error):
+            if "did not start" not in str(error):
                 raise
-            await asyncio.sleep(attempt)
-    raise AssertionError("unreachable")
+        await asyncio.sleep(attempt)
+    return await start()

@@ -118,8 +118,11 @@ class _Request:
     expected: Mapping[str, int] | None
     answer: asyncio.Future[list[Appended]]
 
-    def disjoint(self, streams: set[str], keys: set[str]) -> bool:
-        return not any(e.stream in streams or e.idempotency_key in keys for e in self.events)
+    def joins(self, streams: set[str], keys: set[str], size: int) -> bool:
+        """Whether it may join a group of `size` events with these streams and keys."""
+        return size + len(self.events) <= GROUP_LIMIT and not any(
+            e.stream in streams or e.idempotency_key in keys for e in self.events
+        )
 
 
 # A combined append holds at most this many events (a request larger than this goes alone).
@@ -182,13 +185,11 @@ class EventWriter:
     def _take(queue: list[_Request]) -> list[_Request]:
         """The appends to write next: the first in the queue, and those after it that can
         go with it, up to the first that cannot."""
-        group = [queue.pop(0)]
-        streams = {e.stream for e in group[0].events}
-        keys = {e.idempotency_key for e in group[0].events}
-        size = len(group[0].events)
-        while queue and queue[0].disjoint(streams, keys):
-            if size + len(queue[0].events) > GROUP_LIMIT:
-                break
+        group: list[_Request] = []
+        streams: set[str] = set()
+        keys: set[str] = set()
+        size = 0
+        while queue and (not group or queue[0].joins(streams, keys, size)):
             request = queue.pop(0)
             group.append(request)
             streams.update(e.stream for e in request.events)

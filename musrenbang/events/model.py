@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from musrenbang.events.canonical import canonical, format_timestamp, parse_timestamp
 
@@ -78,6 +79,29 @@ class Appended:
     replayed: bool
 
 
+T = TypeVar("T")
+
+
+def _as_json(value: Any) -> JSON:
+    decoded: JSON = value
+    return decoded
+
+
+class _Decoded(Generic[T]):
+    """A field of a stored event's content, read from the content decoded once (named by
+    the attribute it is assigned to)."""
+
+    def __init__(self, convert: Callable[[Any], T]) -> None:
+        self.convert = convert
+        self.key = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, event: StoredEvent, owner: type | None = None) -> T:
+        return self.convert(event._fields()[self.key])
+
+
 class StoredEvent:
     """An event as the log holds it.
 
@@ -116,57 +140,21 @@ class StoredEvent:
         self.hash = hash_ if type(hash_) is bytes else bytes(hash_)
         self._decoded: JSON | None = None
 
-    @classmethod
-    def from_row(cls, row: Any) -> StoredEvent:
-        """Builds from a row of (log_id, seq, content, version, recorded_at, prev_hash, hash)."""
-        return cls(
-            row.log_id, row.seq, row.content, row.version, row.recorded_at, row.prev_hash, row.hash
-        )
-
     def _fields(self) -> JSON:
         decoded = self._decoded
         if decoded is None:
             decoded = self._decoded = json.loads(self.content)
         return decoded
 
-    @property
-    def event_id(self) -> str:
-        return str(self._fields()["event_id"])
-
-    @property
-    def stream(self) -> str:
-        return str(self._fields()["stream"])
-
-    @property
-    def type(self) -> str:
-        return str(self._fields()["type"])
-
-    @property
-    def schema_version(self) -> int:
-        return int(self._fields()["schema_version"])
-
-    @property
-    def payload(self) -> JSON:
-        payload: JSON = self._fields()["payload"]
-        return payload
-
-    @property
-    def actor(self) -> JSON:
-        actor: JSON = self._fields()["actor"]
-        return actor
-
-    @property
-    def metadata(self) -> JSON:
-        metadata: JSON = self._fields()["metadata"]
-        return metadata
-
-    @property
-    def idempotency_key(self) -> str:
-        return str(self._fields()["idempotency_key"])
-
-    @property
-    def occurred_at(self) -> datetime:
-        return parse_timestamp(self._fields()["occurred_at"])
+    event_id: _Decoded[str] = _Decoded(str)
+    stream: _Decoded[str] = _Decoded(str)
+    type: _Decoded[str] = _Decoded(str)
+    schema_version: _Decoded[int] = _Decoded(int)
+    payload: _Decoded[JSON] = _Decoded(_as_json)
+    actor: _Decoded[JSON] = _Decoded(_as_json)
+    metadata: _Decoded[JSON] = _Decoded(_as_json)
+    idempotency_key: _Decoded[str] = _Decoded(str)
+    occurred_at: _Decoded[datetime] = _Decoded(parse_timestamp)
 
     def _row(self) -> tuple[Any, ...]:
         return (self.log_id, self.seq, self.content, self.version, self.recorded_at, self.hash)

@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.events.db import driver_connection
@@ -25,19 +24,15 @@ async def read_stream(
 ) -> list[StoredEvent]:
     """One stream's events in order; with `as_of`, only those that had occurred by then.
 
-    The moment is judged on the hashed content, not on the indexed column. The read goes
-    to the driver, as a prepared statement with binary results: it is on every command's
-    and every trace's path, and SQLAlchemy's row processing cost more than the query."""
-    driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
-    cur = await driver.execute(_STREAM, (stream,), prepare=True, binary=True)
-    events = [StoredEvent(*row) for row in await cur.fetchall()]
+    The moment is judged on the hashed content, not on the indexed column."""
+    events = await _events(conn, _STREAM, [stream])
     if as_of is not None:
         events = [e for e in events if e.occurred_at <= as_of]
     return events
 
 
 async def read_log(
-    conn: AsyncConnection,
+    conn: AsyncConnection | psycopg.AsyncConnection[Any],
     log_id: str,
     *,
     after: int = 0,
@@ -46,16 +41,27 @@ async def read_log(
     cycle_id: str | None = None,
 ) -> list[StoredEvent]:
     """A bounded page of the log after `seq`, optionally filtered by type and cycle."""
-    sql = f"SELECT {_COLUMNS} FROM audit.events WHERE log_id = :log_id AND seq > :after"  # noqa: S608
-    params: dict[str, object] = {"log_id": log_id, "after": after, "limit": max(limit, 1)}
+    sql = f"SELECT {_COLUMNS} FROM audit.events WHERE log_id = %s AND seq > %s"  # noqa: S608
+    params: list[object] = [log_id, after]
     if types:
-        sql += " AND type = ANY(:types)"
-        params["types"] = list(types)
+        sql += " AND type = ANY(%s)"
+        params.append(list(types))
     if cycle_id is not None:
-        sql += " AND cycle_id = :cycle_id"
-        params["cycle_id"] = cycle_id
-    rows = await conn.execute(text(sql + " ORDER BY seq LIMIT :limit"), params)
-    return [StoredEvent.from_row(r) for r in rows]
+        sql += " AND cycle_id = %s"
+        params.append(cycle_id)
+    params.append(max(limit, 1))
+    return await _events(conn, sql + " ORDER BY seq LIMIT %s", params)
+
+
+async def _events(
+    conn: AsyncConnection | psycopg.AsyncConnection[Any], sql: str, params: list[object]
+) -> list[StoredEvent]:
+    """Events read on the driver, as a prepared statement with binary results: reads are
+    on every command's, trace's and export's path, and SQLAlchemy's row processing cost
+    more than the query."""
+    driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
+    cur = await driver.execute(sql, params, prepare=True, binary=True)
+    return [StoredEvent(*row) for row in await cur.fetchall()]
 
 
 async def iter_log(
