@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import random
+from datetime import datetime
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -229,3 +232,56 @@ async def test_continuous_tailing_under_concurrent_writers(engine: AsyncEngine) 
     stop.set()
     await asyncio.wait_for(task, 30)
     assert seen == list(range(1, total + 1))
+
+
+async def test_every_column_an_event_is_found_by_is_its_contents(engine: AsyncEngine) -> None:
+    """The append functions write the descriptive columns from the content they hash, in
+    a batch (audit.append) and alone (audit.append_one_*)."""
+    writer = EventWriter(engine.url)
+    try:
+        await writer.append("36.71", [submitted("a"), submitted("b")])
+        await writer.append("36.71", [decided("a", "ProposalAccepted", 1, reason="Prioritas")])
+    finally:
+        await writer.aclose()
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT content::jsonb AS c, idempotency_key, stream, type, cycle_id,"
+                    " payload, actor, occurred_at FROM audit.events ORDER BY seq"
+                )
+            )
+        ).all()
+    assert len(rows) == 3
+    for row in rows:
+        c = row.c
+        assert (row.idempotency_key, row.stream, row.type) == (
+            c["idempotency_key"],
+            c["stream"],
+            c["type"],
+        )
+        assert row.cycle_id == c["metadata"]["cycle_id"]
+        assert (row.payload, row.actor) == (c["payload"], c["actor"])
+        assert row.occurred_at == datetime.fromisoformat(c["occurred_at"])
+
+
+async def test_a_batch_that_misnames_an_events_stream_is_refused(engine: AsyncEngine) -> None:
+    """The checks look at the stream and key the batch gives beside each event; the
+    database refuses a batch where those are not the content's own."""
+    event = submitted("a")
+    document = {
+        "events": [
+            [event.content("36.71"), "proposal:b", event.idempotency_key, "2027-01-04T01:00:00Z", 1]
+        ],
+        "expected": [],
+        "guesses": [["proposal:b", None, 0]],
+        "models": {"proposal": [], "forum": [], "cycle": []},
+    }
+    with pytest.raises(psycopg.Error, match="not its content's"):
+        async with engine.begin() as conn:
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.execute(  # type: ignore[union-attr]
+                "SELECT * FROM audit.append('36.71', %s::jsonb)", (json.dumps(document),)
+            )
+    async with engine.connect() as conn:
+        assert await read_log(conn, "36.71") == []

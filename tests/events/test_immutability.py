@@ -141,3 +141,22 @@ async def test_only_the_application_role_may_call_the_append_functions(
             )
         ).scalar_one()
     assert public == [] and definer is True
+
+
+async def test_application_role_adds_events_only_through_the_append_functions(
+    engine: AsyncEngine,
+) -> None:
+    """A row put in directly could carry columns its content does not say; the role may
+    only append, and the append functions take every column from the content."""
+    await _seed(engine)
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO audit.events (log_id, seq, content, version, recorded_at,"
+                    " occurred_at, prev_hash, hash, stream, type)"
+                    " SELECT log_id, 3, content, 1, now(), occurred_at, hash, hash,"
+                    " 'proposal:x', 'ProposalAccepted' FROM audit.events WHERE seq = 2"
+                )
+            )
+    await _assert_untouched(engine)

@@ -23,8 +23,7 @@ N_EVENTS = 48
 UNGUARD = """
 ALTER TABLE audit.events DISABLE TRIGGER USER;
 ALTER TABLE audit.events
-    DROP CONSTRAINT events_idempotency_key_key, DROP CONSTRAINT events_stream_version_key,
-    DROP CONSTRAINT events_occurred_at_matches
+    DROP CONSTRAINT events_idempotency_key_key, DROP CONSTRAINT events_stream_version_key
 """
 
 

@@ -1,0 +1,324 @@
+"""The append functions write an event's descriptive columns, parsing its content once.
+
+`audit.events` had six columns generated from `content` and a check that `occurred_at`
+matched it: seven parses of every event's JSON on insert, more than half of the insert's
+cost. Now the append functions, the only way the application can add an event, parse the
+content once (`json_to_record`) and write those columns from it:
+
+- the six columns become plain columns (`DROP EXPRESSION` keeps every stored value and
+  rewrites nothing) and the `occurred_at` check goes;
+- the application role may no longer INSERT into `audit.events` itself: only the append
+  functions (SECURITY DEFINER, migration 0006) write events, and they take every
+  descriptive column from the content they hash;
+- `audit.append` refuses (MR004) a batch whose stream or key beside an event is not the
+  event's own, so its checks always look at what is written.
+
+`content` stays the one source of truth: the hash covers it, verification recomputes
+from it, and the columns only index it. The chaining loop joins the record with `||`
+rather than `concat()`, which looks up every argument's output function on every call.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-02
+"""
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+from alembic import context, op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+_COLUMNS = ("idempotency_key", "stream", "type", "cycle_id", "payload", "actor")
+
+# The fields of an event's content the columns come from, in one parse.
+_RECORD = (
+    "json_to_record(({source})::json) AS r(idempotency_key text, stream text, type text,"
+    " occurred_at timestamptz, metadata json, payload json, actor json)"
+)
+
+APPEND = r"""
+CREATE OR REPLACE FUNCTION audit.append(p_log_id text, p_batch jsonb)
+RETURNS TABLE (outcome text, ord int, stream text, seq bigint, hash bytea,
+               version bigint, recorded_at timestamptz, detail text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_head      bigint;
+    v_hash      bytea;
+    v_held      boolean;
+    v_stamp     text;
+    v_contents  text[];
+    v_streams   text[];
+    v_keys      text[];
+    v_types     text[];
+    v_cycles    text[];
+    v_payloads  jsonb[];
+    v_actors    jsonb[];
+    v_versions  bigint[];
+    v_occurred  timestamptz[];
+    v_mismatch  boolean;
+    v_prevs     bytea[] := '{}';
+    v_hashes    bytea[] := '{}';
+    v_content   text;
+    v_n         int := 0;
+BEGIN
+    -- As in revision 0003: the head row's lock serializes appends to this log until the
+    -- transaction ends, and the probe of the guesses may run on an older snapshot (events
+    -- are never removed, so a guess it finds holds, and one it misses is checked in full).
+    SELECT l.head_seq, l.head_hash,
+           NOT EXISTS (
+               SELECT FROM jsonb_array_elements(p_batch->'guesses') AS g(pair)
+               WHERE (g.pair->>2)::bigint > 0 AND NOT EXISTS (
+                   SELECT FROM audit.events e
+                   WHERE e.stream = g.pair->>0 AND e.version = (g.pair->>2)::bigint
+                     AND e.hash = decode(g.pair->>1, 'hex')))
+    INTO v_head, v_hash, v_held
+    FROM audit.logs l WHERE l.log_id = p_log_id FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO audit.logs (log_id) VALUES (p_log_id) ON CONFLICT DO NOTHING;
+        SELECT l.head_seq, l.head_hash INTO v_head, v_hash
+        FROM audit.logs l WHERE l.log_id = p_log_id FOR UPDATE;
+        v_held := false;
+    END IF;
+
+    -- Each event's content, parsed once: the columns it is indexed by, and whether the
+    -- stream and key the batch gives beside it (which the checks below look at) are its own.
+    SELECT array_agg(x.ev->>0 ORDER BY x.i), array_agg(r.stream ORDER BY x.i),
+           array_agg(r.idempotency_key ORDER BY x.i), array_agg(r.type ORDER BY x.i),
+           array_agg(r.metadata->>'cycle_id' ORDER BY x.i),
+           array_agg(r.payload::jsonb ORDER BY x.i), array_agg(r.actor::jsonb ORDER BY x.i),
+           array_agg(r.occurred_at ORDER BY x.i), array_agg((x.ev->>4)::bigint ORDER BY x.i),
+           bool_or(r.stream IS DISTINCT FROM x.ev->>1
+                   OR r.idempotency_key IS DISTINCT FROM x.ev->>2)
+    INTO v_contents, v_streams, v_keys, v_types, v_cycles, v_payloads, v_actors,
+         v_occurred, v_versions, v_mismatch
+    FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS x(ev, i),
+         {record};
+    IF v_mismatch THEN
+        RAISE EXCEPTION 'an event''s stream or idempotency key in the batch is not its content''s'
+            USING ERRCODE = 'MR004';
+    END IF;
+
+    IF NOT v_held OR coalesce((p_batch->>'check')::boolean, true) THEN
+        -- Every reason to write nothing, in one statement. The LATERAL probes go through
+        -- the indexes whatever the statistics say (LIMIT keeps them from being flattened).
+        RETURN QUERY
+            SELECT 'known', k.i::int, e.stream, e.seq, e.hash, e.version, e.recorded_at,
+                   e.content
+            FROM unnest(v_keys) WITH ORDINALITY AS k(key, i)
+            CROSS JOIN LATERAL (
+                SELECT * FROM audit.events e WHERE e.idempotency_key = k.key LIMIT 1
+            ) e
+            UNION ALL
+            SELECT 'conflict', NULL, x.pair->>0, NULL, NULL, coalesce(c.current, 0), NULL,
+                   x.pair->>1
+            FROM jsonb_array_elements(p_batch->'expected') AS x(pair)
+            CROSS JOIN LATERAL (
+                SELECT max(e.version) AS current FROM audit.events e
+                WHERE e.stream = x.pair->>0
+            ) c
+            WHERE coalesce(c.current, 0) <> (x.pair->>1)::bigint
+            UNION ALL
+            SELECT 'stale', NULL, g.pair->>0, NULL, last.hash, coalesce(last.version, 0),
+                   NULL, NULL
+            FROM jsonb_array_elements(p_batch->'guesses') AS g(pair)
+            LEFT JOIN LATERAL (
+                SELECT e.hash, e.version FROM audit.events e
+                WHERE e.stream = g.pair->>0 ORDER BY e.version DESC LIMIT 1
+            ) last ON true
+            WHERE last.hash IS DISTINCT FROM decode(g.pair->>1, 'hex')
+               OR coalesce(last.version, 0) <> (g.pair->>2)::bigint;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    -- Chain the events; each one's row is returned as it is hashed. The guesses held, so
+    -- the versions the application gave are the streams' next ones.
+    v_stamp := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+    outcome := 'appended';
+    recorded_at := now();
+    FOREACH v_content IN ARRAY v_contents LOOP
+        v_n := v_n + 1;
+        v_prevs := v_prevs || v_hash;
+        v_hash := sha256(
+            '\x00'::bytea || v_hash || int8send(v_head + v_n)
+            || convert_to('{"event":' || v_content || ',"recorded_at":"' || v_stamp
+                          || '","version":' || v_versions[v_n] || '}', 'UTF8'));
+        v_hashes := v_hashes || v_hash;
+        ord := v_n;
+        stream := v_streams[v_n];
+        seq := v_head + v_n;
+        hash := v_hash;
+        version := v_versions[v_n];
+        RETURN NEXT;
+    END LOOP;
+
+    -- The events, the head and the usulan read model in one statement; the other read
+    -- models only when the batch changes them.
+    WITH inserted AS (
+        INSERT INTO audit.events
+            (log_id, seq, content, version, recorded_at, occurred_at, prev_hash, hash,
+             idempotency_key, stream, type, cycle_id, payload, actor)
+        SELECT p_log_id, v_head + x.i, x.content, x.version, now(), x.occurred, x.prev,
+               x.hash, x.key, x.stream, x.type, x.cycle, x.payload, x.actor
+        FROM unnest(v_contents, v_versions, v_occurred, v_prevs, v_hashes, v_keys,
+                    v_streams, v_types, v_cycles, v_payloads, v_actors)
+             WITH ORDINALITY AS x(content, version, occurred, prev, hash, key, stream,
+                                  type, cycle, payload, actor, i)
+    ), head AS (
+        UPDATE audit.logs SET head_seq = v_head + v_n, head_hash = v_hash
+        WHERE log_id = p_log_id
+    ) {proposals};
+    IF jsonb_array_length(p_batch->'models'->'forum') > 0 THEN
+        {forums};
+    END IF;
+    IF jsonb_array_length(p_batch->'models'->'cycle') > 0 THEN
+        {cycles};
+    END IF;
+END $$;
+"""
+
+APPEND_ONE = r"""
+-- As in revision 0004, the columns written from the content, parsed once.
+CREATE OR REPLACE FUNCTION audit.{name}(
+    p_log_id text, p_content text, p_version bigint, p_occurred text, p_prev bytea{row})
+RETURNS TABLE (outcome text, ord int, stream text, seq bigint, hash bytea,
+               version bigint, recorded_at timestamptz, detail text)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+WITH content AS (
+    SELECT r.* FROM {record}
+), head AS (
+    UPDATE audit.logs l
+    SET head_seq = l.head_seq + 1,
+        head_hash = sha256(
+            '\x00'::bytea || l.head_hash || int8send(l.head_seq + 1)
+            || convert_to(
+                '{"event":' || p_content || ',"recorded_at":"'
+                || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+                || '","version":' || p_version || '}', 'UTF8'))
+    WHERE l.log_id = p_log_id
+      AND (p_version = 1 OR EXISTS (
+          SELECT FROM audit.events e, content c
+          WHERE e.stream = c.stream AND e.version = p_version - 1 AND e.hash = p_prev))
+    RETURNING old.head_hash AS prev, new.head_seq AS seq, new.head_hash AS hash
+), event AS (
+    INSERT INTO audit.events
+        (log_id, seq, content, version, recorded_at, occurred_at, prev_hash, hash,
+         idempotency_key, stream, type, cycle_id, payload, actor)
+    SELECT p_log_id, head.seq, p_content, p_version, now(), c.occurred_at, head.prev,
+           head.hash, c.idempotency_key, c.stream, c.type, c.metadata->>'cycle_id',
+           c.payload::jsonb, c.actor::jsonb
+    FROM head, content c
+    RETURNING stream
+){upsert}
+SELECT 'appended', 1, event.stream, head.seq, head.hash, p_version, now(), NULL::text
+FROM head, event
+$$;
+"""
+
+_SAFE = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _revision(filename: str) -> ModuleType:
+    """An earlier revision's module, for the texts it keeps."""
+    spec = importlib.util.spec_from_file_location(
+        filename.removesuffix(".py"), Path(__file__).with_name(filename)
+    )
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"revision {filename} is missing beside this one")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _role() -> str:
+    role = context.config.attributes.get("app_role", "musrenbang_app")
+    if not _SAFE.match(role):
+        raise ValueError("the application role must be a plain identifier")
+    return str(role)
+
+
+def upgrade() -> None:
+    role = _role()
+    r0003 = _revision("0003_append_fast_path.py")
+    r0004 = _revision("0004_append_one.py")
+    driver = op.get_bind().connection.driver_connection
+    driver.execute(
+        "ALTER TABLE audit.events "
+        + ", ".join(f"ALTER COLUMN {c} DROP EXPRESSION" for c in _COLUMNS)
+        + ", DROP CONSTRAINT events_occurred_at_matches"
+    )
+    driver.execute(f'REVOKE INSERT ON audit.events FROM "{role}"')
+    driver.execute(
+        APPEND.replace("{record}", _RECORD.format(source="x.ev->>0"))
+        .replace("{proposals}", r0003._upsert("proposal", "read.proposals", "proposal_id", True))
+        .replace("{forums}", r0003._upsert("forum", "read.forums", "forum_id", True))
+        .replace("{cycles}", r0003._upsert("cycle", "read.cycles", "cycle_id", False))
+    )
+    for name, (row, upsert) in r0004._functions().items():
+        driver.execute(
+            APPEND_ONE.replace("{name}", name)
+            .replace("{row}", row)
+            .replace("{upsert}", upsert)
+            .replace("{record}", _RECORD.format(source="p_content"))
+        )
+
+
+def downgrade() -> None:
+    """Brings back the generated columns (rewriting the table) with their indexes, the
+    check, the role's INSERT, and the functions as revisions 0003, 0004, 0006 and 0007
+    left them."""
+    role = _role()
+    r0001 = _revision("0001_event_log.py")
+    r0003 = _revision("0003_append_fast_path.py")
+    r0004 = _revision("0004_append_one.py")
+    r0006 = _revision("0006_transparency_log.py")
+    schema = r0001.SCHEMA
+    generated = {
+        line.split()[0]: line.strip().rstrip(",")
+        for line in schema.splitlines()
+        if "GENERATED ALWAYS" in line
+    }
+    driver = op.get_bind().connection.driver_connection
+    driver.execute(
+        "ALTER TABLE audit.events "
+        + ", ".join(f"DROP COLUMN {c} CASCADE" for c in _COLUMNS)
+        + ", "
+        + ", ".join(f"ADD COLUMN {generated[c]}" for c in _COLUMNS)
+        + ", ADD CONSTRAINT events_idempotency_key_key UNIQUE (idempotency_key)"
+        + ", ADD CONSTRAINT events_stream_version_key UNIQUE (stream, version)"
+        + ", ADD CONSTRAINT events_occurred_at_matches"
+        " CHECK (occurred_at = ((content::json) ->> 'occurred_at')::timestamptz)"
+    )
+    for line in schema.splitlines():
+        if line.startswith("CREATE INDEX events_"):
+            driver.execute(line)
+    driver.execute(f'GRANT INSERT ON audit.events TO "{role}"')
+    driver.execute(
+        r0003.FUNCTION.replace(
+            "{proposals}", r0003._upsert("proposal", "read.proposals", "proposal_id", True)
+        )
+        .replace("{forums}", r0003._upsert("forum", "read.forums", "forum_id", True))
+        .replace("{cycles}", r0003._upsert("cycle", "read.cycles", "cycle_id", False))
+        .replace("{role}", role)
+    )
+    for name, (row, upsert) in r0004._functions().items():
+        driver.execute(f"DROP FUNCTION audit.{name}")
+        driver.execute(
+            r0004.FUNCTION.replace("{name}", name)
+            .replace("{row}", row)
+            .replace("{upsert}", upsert)
+            .replace("{role}", role)
+        )
+    for function in r0006.APPEND_FUNCTIONS:
+        driver.execute(
+            f"ALTER FUNCTION {function} SECURITY DEFINER SET search_path = pg_catalog, pg_temp"
+        )
+        driver.execute(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
