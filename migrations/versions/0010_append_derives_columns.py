@@ -10,8 +10,10 @@ content once (`json_to_record`) and write those columns from it:
 - the application role may no longer INSERT into `audit.events` itself: only the append
   functions (SECURITY DEFINER, migration 0006) write events, and they take every
   descriptive column from the content they hash;
-- `audit.append` refuses (MR004) a batch whose stream or key beside an event is not the
-  event's own, so its checks always look at what is written.
+- `audit.append` no longer reads the stream and key the batch gives beside each event:
+  its checks, like the columns, take them from the content;
+- it returns its rows after the insert, from what was written, instead of one by one as
+  it hashes.
 
 `content` stays the one source of truth: the hash covers it, verification recomputes
 from it, and the columns only index it. The chaining loop joins the record with `||`
@@ -38,8 +40,8 @@ _COLUMNS = ("idempotency_key", "stream", "type", "cycle_id", "payload", "actor")
 
 # The fields of an event's content the columns come from, in one parse.
 _RECORD = (
-    "json_to_record(({source})::json) AS r(idempotency_key text, stream text, type text,"
-    " occurred_at timestamptz, metadata json, payload json, actor json)"
+    "jsonb_to_record(({source})::jsonb) AS r(idempotency_key text, stream text, type text,"
+    " occurred_at timestamptz, metadata jsonb, payload jsonb, actor jsonb)"
 )
 
 APPEND = r"""
@@ -54,19 +56,12 @@ DECLARE
     v_held      boolean;
     v_stamp     text;
     v_contents  text[];
-    v_streams   text[];
-    v_keys      text[];
-    v_types     text[];
-    v_cycles    text[];
-    v_payloads  jsonb[];
-    v_actors    jsonb[];
     v_versions  bigint[];
     v_occurred  timestamptz[];
-    v_mismatch  boolean;
-    v_prevs     bytea[] := '{}';
+    v_streams   text[];
+    v_prev      bytea;
     v_hashes    bytea[] := '{}';
-    v_content   text;
-    v_n         int := 0;
+    v_n         int;
 BEGIN
     -- As in revision 0003: the head row's lock serializes appends to this log until the
     -- transaction ends, and the probe of the guesses may run on an older snapshot (events
@@ -87,33 +82,17 @@ BEGIN
         v_held := false;
     END IF;
 
-    -- Each event's content, parsed once: the columns it is indexed by, and whether the
-    -- stream and key the batch gives beside it (which the checks below look at) are its own.
-    SELECT array_agg(x.ev->>0 ORDER BY x.i), array_agg(r.stream ORDER BY x.i),
-           array_agg(r.idempotency_key ORDER BY x.i), array_agg(r.type ORDER BY x.i),
-           array_agg(r.metadata->>'cycle_id' ORDER BY x.i),
-           array_agg(r.payload::jsonb ORDER BY x.i), array_agg(r.actor::jsonb ORDER BY x.i),
-           array_agg(r.occurred_at ORDER BY x.i), array_agg((x.ev->>4)::bigint ORDER BY x.i),
-           bool_or(r.stream IS DISTINCT FROM x.ev->>1
-                   OR r.idempotency_key IS DISTINCT FROM x.ev->>2)
-    INTO v_contents, v_streams, v_keys, v_types, v_cycles, v_payloads, v_actors,
-         v_occurred, v_versions, v_mismatch
-    FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS x(ev, i),
-         {record};
-    IF v_mismatch THEN
-        RAISE EXCEPTION 'an event''s stream or idempotency key in the batch is not its content''s'
-            USING ERRCODE = 'MR004';
-    END IF;
-
     IF NOT v_held OR coalesce((p_batch->>'check')::boolean, true) THEN
-        -- Every reason to write nothing, in one statement. The LATERAL probes go through
-        -- the indexes whatever the statistics say (LIMIT keeps them from being flattened).
+        -- Every reason to write nothing, in one statement, each key read from the event's
+        -- own content. The LATERAL probes go through the indexes whatever the statistics
+        -- say (LIMIT keeps them from being flattened).
         RETURN QUERY
             SELECT 'known', k.i::int, e.stream, e.seq, e.hash, e.version, e.recorded_at,
                    e.content
-            FROM unnest(v_keys) WITH ORDINALITY AS k(key, i)
+            FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS k(ev, i)
             CROSS JOIN LATERAL (
-                SELECT * FROM audit.events e WHERE e.idempotency_key = k.key LIMIT 1
+                SELECT * FROM audit.events e
+                WHERE e.idempotency_key = (k.ev->>0)::json->>'idempotency_key' LIMIT 1
             ) e
             UNION ALL
             SELECT 'conflict', NULL, x.pair->>0, NULL, NULL, coalesce(c.current, 0), NULL,
@@ -139,49 +118,59 @@ BEGIN
         END IF;
     END IF;
 
-    -- Chain the events; each one's row is returned as it is hashed. The guesses held, so
-    -- the versions the application gave are the streams' next ones.
+    -- The guesses held, so the versions the application gave are the streams' next ones.
+    SELECT array_agg(x.ev->>0 ORDER BY x.i), array_agg((x.ev->>4)::bigint ORDER BY x.i),
+           array_agg((x.ev->>3)::timestamptz ORDER BY x.i)
+    INTO v_contents, v_versions, v_occurred
+    FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS x(ev, i);
+
+    -- Chain the events.
     v_stamp := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-    outcome := 'appended';
-    recorded_at := now();
-    FOREACH v_content IN ARRAY v_contents LOOP
-        v_n := v_n + 1;
-        v_prevs := v_prevs || v_hash;
+    v_prev := v_hash;
+    v_n := cardinality(v_contents);
+    FOR i IN 1..v_n LOOP
         v_hash := sha256(
-            '\x00'::bytea || v_hash || int8send(v_head + v_n)
-            || convert_to('{"event":' || v_content || ',"recorded_at":"' || v_stamp
-                          || '","version":' || v_versions[v_n] || '}', 'UTF8'));
-        v_hashes := v_hashes || v_hash;
-        ord := v_n;
-        stream := v_streams[v_n];
-        seq := v_head + v_n;
-        hash := v_hash;
-        version := v_versions[v_n];
-        RETURN NEXT;
+            '\x00'::bytea || v_hash || int8send(v_head + i)
+            || convert_to('{"event":' || v_contents[i] || ',"recorded_at":"' || v_stamp
+                          || '","version":' || v_versions[i] || '}', 'UTF8'));
+        v_hashes[i] := v_hash;
     END LOOP;
 
-    -- The events, the head and the usulan read model in one statement; the other read
-    -- models only when the batch changes them.
+    -- The events, each column an event is found by read from its content in one parse,
+    -- the head and the usulan read model, in one statement (a data-modifying part runs
+    -- whether or not the rest reads it); the other read models only when the batch
+    -- changes them.
     WITH inserted AS (
         INSERT INTO audit.events
             (log_id, seq, content, version, recorded_at, occurred_at, prev_hash, hash,
              idempotency_key, stream, type, cycle_id, payload, actor)
-        SELECT p_log_id, v_head + x.i, x.content, x.version, now(), x.occurred, x.prev,
-               x.hash, x.key, x.stream, x.type, x.cycle, x.payload, x.actor
-        FROM unnest(v_contents, v_versions, v_occurred, v_prevs, v_hashes, v_keys,
-                    v_streams, v_types, v_cycles, v_payloads, v_actors)
-             WITH ORDINALITY AS x(content, version, occurred, prev, hash, key, stream,
-                                  type, cycle, payload, actor, i)
+        SELECT p_log_id, v_head + x.i, x.ev->>0, v_versions[x.i], now(), r.occurred_at,
+               CASE WHEN x.i = 1 THEN v_prev ELSE v_hashes[x.i - 1] END, x.hash,
+               r.idempotency_key, r.stream, r.type, r.metadata->>'cycle_id', r.payload,
+               r.actor
+        FROM ROWS FROM (jsonb_array_elements(p_batch->'events'), unnest(v_hashes))
+             WITH ORDINALITY AS x(ev, hash, i),
+             {record}
+        RETURNING seq, stream
     ), head AS (
         UPDATE audit.logs SET head_seq = v_head + v_n, head_hash = v_hash
         WHERE log_id = p_log_id
-    ) {proposals};
+    ), proposals AS (
+        {proposals}
+    )
+    SELECT array_agg(i.stream ORDER BY i.seq) INTO v_streams FROM inserted i;
     IF jsonb_array_length(p_batch->'models'->'forum') > 0 THEN
         {forums};
     END IF;
     IF jsonb_array_length(p_batch->'models'->'cycle') > 0 THEN
         {cycles};
     END IF;
+
+    RETURN QUERY
+        SELECT 'appended', x.i::int, x.stream, v_head + x.i, x.hash, v_versions[x.i], now(),
+               NULL::text
+        FROM unnest(v_streams, v_hashes) WITH ORDINALITY AS x(stream, hash, i)
+        ORDER BY x.i;
 END $$;
 """
 
@@ -214,7 +203,7 @@ WITH content AS (
          idempotency_key, stream, type, cycle_id, payload, actor)
     SELECT p_log_id, head.seq, p_content, p_version, now(), c.occurred_at, head.prev,
            head.hash, c.idempotency_key, c.stream, c.type, c.metadata->>'cycle_id',
-           c.payload::jsonb, c.actor::jsonb
+           c.payload, c.actor
     FROM head, content c
     RETURNING stream
 ){upsert}

@@ -42,8 +42,7 @@ def _submitted(state: State, payload: dict[str, Any]) -> None:
 
 
 def _revised(state: State, payload: dict[str, Any]) -> None:
-    details = state.setdefault("details", {})
-    details.update(payload.get("changes", {}))
+    details = state["details"] = {**state.get("details", {}), **payload.get("changes", {})}
     if "sub_kegiatan_name" in payload:
         details["sub_kegiatan_name"] = payload["sub_kegiatan_name"]
     state["revisions"] = state.get("revisions", 0) + 1
@@ -58,7 +57,7 @@ def _merged(state: State, payload: dict[str, Any]) -> None:
         state["status"] = "merged"
         state["merged_into"] = payload["into"]
     if "absorbed" in payload:
-        state.setdefault("merged_from", []).append(payload["absorbed"])
+        state["merged_from"] = [*state.get("merged_from", []), payload["absorbed"]]
 
 
 def _prioritized(state: State, payload: dict[str, Any]) -> None:
@@ -77,7 +76,7 @@ def _forwarded(state: State, payload: dict[str, Any]) -> None:
 
 
 def _assigned(state: State, payload: dict[str, Any]) -> None:
-    details = state.setdefault("details", {})
+    details = state["details"] = dict(state.get("details", {}))
     for key in ("opd_akhir", "sub_kegiatan", "sub_kegiatan_name"):
         if key in payload:
             details[key] = payload[key]
@@ -158,7 +157,7 @@ def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) 
                     new[key] = payload[key]
     elif event_type == ET.STAGE_OPENED:
         new["current_stage"] = payload["stage"]
-        new.setdefault("opened_stages", []).append(payload["stage"])
+        new["opened_stages"] = [*new.get("opened_stages", []), payload["stage"]]
     elif event_type == ET.RKPD_ADOPTED:
         new["status"] = "adopted"
         new["rkpd"] = {k: payload[k] for k in ("perkada", "items", "total_cost") if k in payload}
@@ -167,19 +166,7 @@ def evolve_cycle(state: State | None, event_type: str, payload: dict[str, Any]) 
 
 
 def _copy(state: State | None) -> State:
-    return _json_copy(state) if state else {}
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of a JSON value (dicts, lists and scalars; a tuple is copied as one),
-    several times cheaper than `copy.deepcopy`, which keeps a memo for shared and cyclic
-    objects that JSON cannot hold. It is on every append's path."""
-    kind = type(value)
-    if kind is dict:
-        return {k: v if type(v) in _SCALARS else _json_copy(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return kind(v if type(v) in _SCALARS else _json_copy(v) for v in value)
-    return value  # immutable
-
-
-_SCALARS = frozenset({str, int, bool, float, type(None)})
+    """The next state starts as a shallow copy: no reducer changes a nested value in
+    place (each one that changes `details`, a list or the like builds a new one), so the
+    states before and after share what did not change, and neither is changed after."""
+    return dict(state) if state else {}

@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.domain.records import State
-from musrenbang.events.canonical import format_timestamp
 from musrenbang.events.db import conninfo, driver_connection
 from musrenbang.events.errors import (
     Contention,
@@ -361,8 +360,9 @@ class _Batch:
                         seq, bytes(hash_), version, recorded_at, replayed=False
                     )
                 states = {row.stream: row.state for row in planned}
-                for row in rows:  # in order: each stream's last event is seen last
-                    _SEEN.put(row[2], _Guess(bytes(row[4]), row[5], states.get(row[2])))
+                last = {row[2]: row for row in rows}  # in order: each stream's last event
+                for stream, row in last.items():
+                    _SEEN.put(stream, _Guess(bytes(row[4]), row[5], states.get(stream)))
                 return True
             fast = False  # the call found a reason to write nothing
             if "known" in outcomes:
@@ -407,7 +407,7 @@ def _arguments(
                 content,
                 event.stream,
                 event.idempotency_key,
-                format_timestamp(event.occurred_at),
+                event.occurred,
                 versions[event.stream],
             ]
         )
@@ -423,7 +423,13 @@ def _arguments(
         "models": models,
         "check": check,
     }
-    return log_id, json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return log_id, _json(document)
+
+
+def _json(value: Any) -> str:
+    """JSON text for the database to parse (orjson: many times faster than `json.dumps`
+    on a batch's document; keys that are not strings become strings, as there)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _one_arguments(
@@ -435,11 +441,14 @@ def _one_arguments(
         log_id,
         content,
         guess.version + 1,
-        format_timestamp(event.occurred_at),
+        event.occurred,
         guess.last_hash,
     )
     for kind, *row in model_rows(planned):  # at most one
-        return _APPEND_ONE[kind], (*arguments, json.dumps(row, ensure_ascii=False))
+        return _APPEND_ONE[kind], (
+            *arguments,
+            _json(row),
+        )
     return _APPEND_ONE[None], arguments
 
 
@@ -477,7 +486,7 @@ def _comparable(content: str) -> dict[str, Any]:
     when the task completes) comes again with the client's retry, the same key and a new
     request id. Either retried write must still be recognised as the same event; the
     first write's clock and correlation id stand."""
-    data: dict[str, Any] = json.loads(content)
+    data: dict[str, Any] = orjson.loads(content)
     data.pop("occurred_at", None)
     metadata = data.get("metadata")
     if isinstance(metadata, dict):

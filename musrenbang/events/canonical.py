@@ -12,10 +12,10 @@ walk of the log.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 
 from musrenbang.events.errors import InvalidEvent
@@ -31,20 +31,19 @@ def canonical(value: Any) -> bytes:
     """RFC 8785 bytes of a JSON value.
 
     Events hold strings, integers, booleans, nulls, lists and objects with plain keys; for
-    those, RFC 8785 is exactly `json.dumps` with sorted keys, no whitespace and UTF-8 output,
-    which is several times faster than the general `rfc8785` encoder. Anything else (a
-    float, a key outside the Basic Multilingual Plane, whose UTF-16 order differs from code
-    point order) goes to `rfc8785`. A test holds the two equal on generated values.
+    those, RFC 8785 is exactly what `orjson` writes with sorted keys (no whitespace, UTF-8,
+    the same escapes as ECMAScript's JSON.stringify), about ten times faster than
+    `json.dumps` and far faster than the general `rfc8785` encoder. Anything else (a float,
+    a key outside the Basic Multilingual Plane, whose UTF-16 order differs from code point
+    order) goes to `rfc8785`. Tests hold the two equal on generated values.
     """
     try:
         if _plain(value):
-            return json.dumps(
-                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            ).encode()
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
         return bytes(rfc8785.dumps(value))
     except (
         rfc8785.CanonicalizationError,
-        TypeError,
+        TypeError,  # orjson.JSONEncodeError is one: a lone surrogate, nesting too deep
         ValueError,
         UnicodeEncodeError,
         RecursionError,
@@ -53,7 +52,7 @@ def canonical(value: Any) -> bytes:
 
 
 def _plain(value: Any) -> bool:
-    """True when `value` holds only what `json.dumps` writes as RFC 8785 does. The checks
+    """True when `value` holds only what `orjson` writes as RFC 8785 does. The checks
     go by exact type (a subclass of str or int goes to the general encoder)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:

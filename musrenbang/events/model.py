@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
+
+import orjson
 
 from musrenbang.events.canonical import canonical, format_timestamp, parse_timestamp
 
@@ -50,6 +52,12 @@ class NewEvent:
     def event_id(self) -> str:
         return event_id_for(self.idempotency_key)
 
+    @functools.cached_property
+    def occurred(self) -> str:
+        """`occurred_at` as the log writes it (in the content, and beside it to the
+        database): formatted once."""
+        return format_timestamp(self.occurred_at)
+
     def content(self, log_id: str) -> str:
         """The event's canonical JSON text: the one source of truth stored in the log."""
         return canonical(
@@ -59,7 +67,7 @@ class NewEvent:
                 "idempotency_key": self.idempotency_key,
                 "log_id": log_id,
                 "metadata": self.metadata,
-                "occurred_at": format_timestamp(self.occurred_at),
+                "occurred_at": self.occurred,
                 "payload": self.payload,
                 "schema_version": self.schema_version,
                 "stream": self.stream,
@@ -143,7 +151,7 @@ class StoredEvent:
     def _fields(self) -> JSON:
         decoded = self._decoded
         if decoded is None:
-            decoded = self._decoded = json.loads(self.content)
+            decoded = self._decoded = orjson.loads(self.content)
         return decoded
 
     event_id: _Decoded[str] = _Decoded(str)

@@ -8,7 +8,6 @@ import json
 import random
 from datetime import datetime
 
-import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -265,23 +264,30 @@ async def test_every_column_an_event_is_found_by_is_its_contents(engine: AsyncEn
         assert row.occurred_at == datetime.fromisoformat(c["occurred_at"])
 
 
-async def test_a_batch_that_misnames_an_events_stream_is_refused(engine: AsyncEngine) -> None:
-    """The checks look at the stream and key the batch gives beside each event; the
-    database refuses a batch where those are not the content's own."""
+async def test_the_stream_and_key_are_read_from_the_content_not_beside_it(
+    engine: AsyncEngine,
+) -> None:
+    """What a batch says beside an event (its stream, its key) is not what the database
+    goes by: the columns and the checks come from the content that is hashed."""
     event = submitted("a")
     document = {
-        "events": [
-            [event.content("36.71"), "proposal:b", event.idempotency_key, "2027-01-04T01:00:00Z", 1]
-        ],
+        "events": [[event.content("36.71"), "proposal:b", "other-key", "2027-01-04T01:00:00Z", 1]],
         "expected": [],
-        "guesses": [["proposal:b", None, 0]],
+        "guesses": [["proposal:a", None, 0]],
         "models": {"proposal": [], "forum": [], "cycle": []},
     }
-    with pytest.raises(psycopg.Error, match="not its content's"):
+
+    async def call() -> list[tuple[object, ...]]:
         async with engine.begin() as conn:
             raw = await conn.get_raw_connection()
-            await raw.driver_connection.execute(  # type: ignore[union-attr]
-                "SELECT * FROM audit.append('36.71', %s::jsonb)", (json.dumps(document),)
+            cur = await raw.driver_connection.execute(  # type: ignore[union-attr]
+                "SELECT outcome, stream FROM audit.append('36.71', %s::jsonb)",
+                (json.dumps(document),),
             )
+            return list(await cur.fetchall())
+
+    assert await call() == [("appended", "proposal:a")]
+    assert ("known", "proposal:a") in await call()  # its key is the content's
     async with engine.connect() as conn:
-        assert await read_log(conn, "36.71") == []
+        rows = (await conn.execute(text("SELECT stream, idempotency_key FROM audit.events"))).all()
+    assert [tuple(r) for r in rows] == [("proposal:a", event.idempotency_key)]

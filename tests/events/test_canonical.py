@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from musrenbang.events.canonical import canonical, format_timestamp, parse_timestamp
+from musrenbang.events.errors import InvalidEvent
 from musrenbang.events.model import EVENT_ID_NAMESPACE, event_id_for
 
 keys = st.text(max_size=12)
@@ -36,6 +38,21 @@ def test_canonical_equals_the_rfc8785_reference(value: object) -> None:
 def test_keys_sort_by_utf16_code_units_and_controls_escape() -> None:
     value = {"\ue000": 1, "\U0001f600": 2, "a\x1fb": "tab\there", "é": None}
     assert canonical(value) == rfc8785.dumps(value)
+
+
+def test_every_escape_is_the_references() -> None:
+    text = "".join(chr(c) for c in range(0x80)) + '\u2028\u2029\ufeff\ud7ff\ue000/\\"'
+    value = {"s": text, text[32:]: [text, -(2**53) + 1, 2**53 - 1, True, False, None]}
+    assert canonical(value) == rfc8785.dumps(value)
+
+
+def test_what_cannot_be_canonical_json_is_refused() -> None:
+    deep: list[object] = []
+    for _ in range(300):
+        deep = [deep]
+    for bad in ["lone \ud800 surrogate", {"k": 2**53}, float("nan"), deep, {1: "x"}, b"x"]:
+        with pytest.raises(InvalidEvent):
+            canonical(bad)
 
 
 @settings(max_examples=300, deadline=None)
