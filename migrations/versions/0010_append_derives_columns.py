@@ -10,8 +10,9 @@ content once (`json_to_record`) and write those columns from it:
 - the application role may no longer INSERT into `audit.events` itself: only the append
   functions (SECURITY DEFINER, migration 0006) write events, and they take every
   descriptive column from the content they hash;
-- `audit.append` no longer reads the stream and key the batch gives beside each event:
-  its checks, like the columns, take them from the content;
+- `audit.append` takes the contents as an array of their own (`text[]`, sent in binary:
+  no JSON string to escape, send and unescape), and its checks, like the columns, read
+  each event's stream and key from its content;
 - it returns its rows after the insert, from what was written, instead of one by one as
   it hashes.
 
@@ -45,7 +46,19 @@ _RECORD = (
 )
 
 APPEND = r"""
-CREATE OR REPLACE FUNCTION audit.append(p_log_id text, p_batch jsonb)
+DROP FUNCTION audit.append(text, jsonb);
+
+-- Appends a batch of events to one log, all or nothing, serialized on the log's head row
+-- (the rules of revision 0003, which this replaces).
+--
+-- `p_contents` are the events' canonical JSON texts, in order, as an array (sent in
+-- binary, they reach the function as they are, with no JSON string to unescape), and
+-- `p_batch` one JSON document of the rest:
+--   "events":   [[occurred_at, version], ...], one for each content, the version being
+--               the one it takes in its stream by the application's guess below;
+--   "expected", "guesses", "models", "check": as revision 0003 describes.
+-- The stream, key, type, cycle and the rest come from the contents themselves.
+CREATE FUNCTION audit.append(p_log_id text, p_contents text[], p_batch jsonb)
 RETURNS TABLE (outcome text, ord int, stream text, seq bigint, hash bytea,
                version bigint, recorded_at timestamptz, detail text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -55,7 +68,6 @@ DECLARE
     v_hash      bytea;
     v_held      boolean;
     v_stamp     text;
-    v_contents  text[];
     v_versions  bigint[];
     v_occurred  timestamptz[];
     v_streams   text[];
@@ -89,10 +101,10 @@ BEGIN
         RETURN QUERY
             SELECT 'known', k.i::int, e.stream, e.seq, e.hash, e.version, e.recorded_at,
                    e.content
-            FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS k(ev, i)
+            FROM unnest(p_contents) WITH ORDINALITY AS k(content, i)
             CROSS JOIN LATERAL (
                 SELECT * FROM audit.events e
-                WHERE e.idempotency_key = (k.ev->>0)::json->>'idempotency_key' LIMIT 1
+                WHERE e.idempotency_key = k.content::json->>'idempotency_key' LIMIT 1
             ) e
             UNION ALL
             SELECT 'conflict', NULL, x.pair->>0, NULL, NULL, coalesce(c.current, 0), NULL,
@@ -119,19 +131,19 @@ BEGIN
     END IF;
 
     -- The guesses held, so the versions the application gave are the streams' next ones.
-    SELECT array_agg(x.ev->>0 ORDER BY x.i), array_agg((x.ev->>4)::bigint ORDER BY x.i),
-           array_agg((x.ev->>3)::timestamptz ORDER BY x.i)
-    INTO v_contents, v_versions, v_occurred
+    SELECT array_agg((x.ev->>1)::bigint ORDER BY x.i),
+           array_agg((x.ev->>0)::timestamptz ORDER BY x.i)
+    INTO v_versions, v_occurred
     FROM jsonb_array_elements(p_batch->'events') WITH ORDINALITY AS x(ev, i);
 
     -- Chain the events.
     v_stamp := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
     v_prev := v_hash;
-    v_n := cardinality(v_contents);
+    v_n := cardinality(p_contents);
     FOR i IN 1..v_n LOOP
         v_hash := sha256(
             '\x00'::bytea || v_hash || int8send(v_head + i)
-            || convert_to('{"event":' || v_contents[i] || ',"recorded_at":"' || v_stamp
+            || convert_to('{"event":' || p_contents[i] || ',"recorded_at":"' || v_stamp
                           || '","version":' || v_versions[i] || '}', 'UTF8'));
         v_hashes[i] := v_hash;
     END LOOP;
@@ -144,12 +156,12 @@ BEGIN
         INSERT INTO audit.events
             (log_id, seq, content, version, recorded_at, occurred_at, prev_hash, hash,
              idempotency_key, stream, type, cycle_id, payload, actor)
-        SELECT p_log_id, v_head + x.i, x.ev->>0, v_versions[x.i], now(), r.occurred_at,
+        SELECT p_log_id, v_head + x.i, x.content, v_versions[x.i], now(), r.occurred_at,
                CASE WHEN x.i = 1 THEN v_prev ELSE v_hashes[x.i - 1] END, x.hash,
                r.idempotency_key, r.stream, r.type, r.metadata->>'cycle_id', r.payload,
                r.actor
-        FROM ROWS FROM (jsonb_array_elements(p_batch->'events'), unnest(v_hashes))
-             WITH ORDINALITY AS x(ev, hash, i),
+        FROM ROWS FROM (unnest(p_contents), unnest(v_hashes))
+             WITH ORDINALITY AS x(content, hash, i),
              {record}
         RETURNING seq, stream
     ), head AS (
@@ -172,6 +184,9 @@ BEGIN
         FROM unnest(v_streams, v_hashes) WITH ORDINALITY AS x(stream, hash, i)
         ORDER BY x.i;
 END $$;
+
+REVOKE EXECUTE ON FUNCTION audit.append(text, text[], jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit.append(text, text[], jsonb) TO "{role}";
 """
 
 APPEND_ONE = r"""
@@ -246,7 +261,8 @@ def upgrade() -> None:
     )
     driver.execute(f'REVOKE INSERT ON audit.events FROM "{role}"')
     driver.execute(
-        APPEND.replace("{record}", _RECORD.format(source="x.ev->>0"))
+        APPEND.replace("{record}", _RECORD.format(source="x.content"))
+        .replace("{role}", role)
         .replace("{proposals}", r0003._upsert("proposal", "read.proposals", "proposal_id", True))
         .replace("{forums}", r0003._upsert("forum", "read.forums", "forum_id", True))
         .replace("{cycles}", r0003._upsert("cycle", "read.cycles", "cycle_id", False))
@@ -290,10 +306,10 @@ def downgrade() -> None:
         if line.startswith("CREATE INDEX events_"):
             driver.execute(line)
     driver.execute(f'GRANT INSERT ON audit.events TO "{role}"')
+    driver.execute("DROP FUNCTION audit.append(text, text[], jsonb)")
     driver.execute(
-        r0003.FUNCTION.replace(
-            "{proposals}", r0003._upsert("proposal", "read.proposals", "proposal_id", True)
-        )
+        r0003.FUNCTION.replace("DROP FUNCTION audit.append(text, jsonb);", "")
+        .replace("{proposals}", r0003._upsert("proposal", "read.proposals", "proposal_id", True))
         .replace("{forums}", r0003._upsert("forum", "read.forums", "forum_id", True))
         .replace("{cycles}", r0003._upsert("cycle", "read.cycles", "cycle_id", False))
         .replace("{role}", role)

@@ -1,6 +1,6 @@
 """The append path: a batch of events to one log, atomically, hash-chained.
 
-One call to the database function ``audit.append`` (migrations 0002, 0003) does the whole
+One call to the database function ``audit.append`` (migrations 0003, 0010) does the whole
 append: it locks the log's head row, refuses keys already recorded and streams not at the
 expected version, chains and inserts the events, moves the head and updates the read
 models. Inside a caller's transaction it is one statement of that transaction (helpers
@@ -54,7 +54,8 @@ from musrenbang.events.errors import (
 from musrenbang.events.model import Appended, NewEvent
 from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan, split_stream
 
-_APPEND = "SELECT * FROM audit.append(%s, %s::jsonb)"
+# The contents go as a text[] in binary (%b): as they are, not as JSON strings to escape.
+_APPEND = "SELECT * FROM audit.append(%s, %b::text[], %s::jsonb)"
 # One event: `audit.append_one` when it changes no read model, else the function of its
 # read model (migration 0004).
 _APPEND_ONE: dict[str | None, str] = {
@@ -395,22 +396,14 @@ def _arguments(
     planned: Sequence[Planned],
     *,
     check: bool = True,
-) -> tuple[str, str]:
-    """`audit.append`'s arguments: the log and the batch as one JSON document, each event
-    with the version it takes if the guesses hold."""
+) -> tuple[str, list[str], str]:
+    """`audit.append`'s arguments: the log, the contents, and the rest of the batch as one
+    JSON document, each event's time and the version it takes if the guesses hold."""
     versions = {stream: guess.version for stream, guess in guesses.items()}
     events = []
-    for content, event in zip(contents, batch, strict=True):
+    for event in batch:
         versions[event.stream] += 1
-        events.append(
-            [
-                content,
-                event.stream,
-                event.idempotency_key,
-                event.occurred,
-                versions[event.stream],
-            ]
-        )
+        events.append([event.occurred, versions[event.stream]])
     models: dict[str, list[list[Any]]] = {kind: [] for kind in READ_MODELS}
     for row, p in zip(model_rows(planned), planned, strict=True):
         models[row[0]].append([*row[1:], p.last + 1])
@@ -423,7 +416,7 @@ def _arguments(
         "models": models,
         "check": check,
     }
-    return log_id, _json(document)
+    return log_id, contents, _json(document)
 
 
 def _json(value: Any) -> str:

@@ -83,7 +83,16 @@ def format_timestamp(moment: datetime) -> str:
         raise InvalidEvent("timestamps in the audit record must be timezone-aware")
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # isoformat's form, %-formatted: it is on every event's path, and this is faster
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
 
 
 def parse_timestamp(text: str) -> datetime:

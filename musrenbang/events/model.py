@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -52,11 +51,15 @@ class NewEvent:
     def event_id(self) -> str:
         return event_id_for(self.idempotency_key)
 
-    @functools.cached_property
+    @property
     def occurred(self) -> str:
         """`occurred_at` as the log writes it (in the content, and beside it to the
-        database): formatted once."""
-        return format_timestamp(self.occurred_at)
+        database): formatted once, kept beside the fields (functools.cached_property
+        takes a lock on every first use before Python 3.12)."""
+        kept = self.__dict__.get("_occurred")
+        if kept is None:
+            kept = self.__dict__["_occurred"] = format_timestamp(self.occurred_at)
+        return kept
 
     def content(self, log_id: str) -> str:
         """The event's canonical JSON text: the one source of truth stored in the log."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import random
 from datetime import datetime
 
@@ -262,32 +261,3 @@ async def test_every_column_an_event_is_found_by_is_its_contents(engine: AsyncEn
         assert row.cycle_id == c["metadata"]["cycle_id"]
         assert (row.payload, row.actor) == (c["payload"], c["actor"])
         assert row.occurred_at == datetime.fromisoformat(c["occurred_at"])
-
-
-async def test_the_stream_and_key_are_read_from_the_content_not_beside_it(
-    engine: AsyncEngine,
-) -> None:
-    """What a batch says beside an event (its stream, its key) is not what the database
-    goes by: the columns and the checks come from the content that is hashed."""
-    event = submitted("a")
-    document = {
-        "events": [[event.content("36.71"), "proposal:b", "other-key", "2027-01-04T01:00:00Z", 1]],
-        "expected": [],
-        "guesses": [["proposal:a", None, 0]],
-        "models": {"proposal": [], "forum": [], "cycle": []},
-    }
-
-    async def call() -> list[tuple[object, ...]]:
-        async with engine.begin() as conn:
-            raw = await conn.get_raw_connection()
-            cur = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                "SELECT outcome, stream FROM audit.append('36.71', %s::jsonb)",
-                (json.dumps(document),),
-            )
-            return list(await cur.fetchall())
-
-    assert await call() == [("appended", "proposal:a")]
-    assert ("known", "proposal:a") in await call()  # its key is the content's
-    async with engine.connect() as conn:
-        rows = (await conn.execute(text("SELECT stream, idempotency_key FROM audit.events"))).all()
-    assert [tuple(r) for r in rows] == [("proposal:a", event.idempotency_key)]
