@@ -96,10 +96,10 @@ async def _seed(writer: EventWriter, first: int, count: int) -> None:
 
 
 async def _rewrite_history(owner_engine: AsyncEngine, *, drop_checkpoints: bool) -> int:
-    """The attack, as the PostgreSQL superuser: the first rejection's reason is changed,
-    every later hash recomputed by the documented rule, the head moved, the tree rebuilt
-    to match and, if asked, the checkpoints that would betray it removed. Returns the seq
-    changed."""
+    """The attack, as the PostgreSQL superuser: the first rejection's reason is changed
+    (in the content and in the column it is queried by), every later hash recomputed by
+    the documented rule, the head moved, the tree rebuilt to match and, if asked, the
+    checkpoints that would betray it removed. Returns the seq changed."""
     async with owner_engine.begin() as conn:
         await conn.execute(text("SET LOCAL session_replication_role = replica"))  # no triggers
         rows = (
@@ -118,7 +118,9 @@ async def _rewrite_history(owner_engine: AsyncEngine, *, drop_checkpoints: bool)
             new = leaf_hash(prev, row.seq, record_bytes(content, row.recorded_at, row.version))
             await conn.execute(
                 text(
-                    "UPDATE audit.events SET content = :c, prev_hash = :p, hash = :h WHERE seq = :s"
+                    "UPDATE audit.events SET content = :c,"
+                    " payload = CAST(CAST(:c AS text) AS jsonb)->'payload',"
+                    " prev_hash = :p, hash = :h WHERE seq = :s"
                 ),
                 {"c": content, "p": prev, "h": new, "s": row.seq},
             )

@@ -71,8 +71,9 @@ DECLARE
     v_versions  bigint[];
     v_occurred  timestamptz[];
     v_streams   text[];
-    v_prev      bytea;
+    v_prevs     bytea[] := '{}';
     v_hashes    bytea[] := '{}';
+    v_content   text;
     v_n         int;
 BEGIN
     -- As in revision 0003: the head row's lock serializes appends to this log until the
@@ -138,14 +139,16 @@ BEGIN
 
     -- Chain the events.
     v_stamp := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-    v_prev := v_hash;
-    v_n := cardinality(p_contents);
-    FOR i IN 1..v_n LOOP
+    -- FOREACH walks the array once; p_contents[i] would seek from its start every time.
+    v_n := 0;
+    FOREACH v_content IN ARRAY p_contents LOOP
+        v_n := v_n + 1;
+        v_prevs[v_n] := v_hash;
         v_hash := sha256(
-            '\x00'::bytea || v_hash || int8send(v_head + i)
-            || convert_to('{"event":' || p_contents[i] || ',"recorded_at":"' || v_stamp
-                          || '","version":' || v_versions[i] || '}', 'UTF8'));
-        v_hashes[i] := v_hash;
+            '\x00'::bytea || v_hash || int8send(v_head + v_n)
+            || convert_to('{"event":' || v_content || ',"recorded_at":"' || v_stamp
+                          || '","version":' || v_versions[v_n] || '}', 'UTF8'));
+        v_hashes[v_n] := v_hash;
     END LOOP;
 
     -- The events, each column an event is found by read from its content in one parse,
@@ -157,11 +160,11 @@ BEGIN
             (log_id, seq, content, version, recorded_at, occurred_at, prev_hash, hash,
              idempotency_key, stream, type, cycle_id, payload, actor)
         SELECT p_log_id, v_head + x.i, x.content, v_versions[x.i], now(), r.occurred_at,
-               CASE WHEN x.i = 1 THEN v_prev ELSE v_hashes[x.i - 1] END, x.hash,
+               x.prev, x.hash,
                r.idempotency_key, r.stream, r.type, r.metadata->>'cycle_id', r.payload,
                r.actor
-        FROM ROWS FROM (unnest(p_contents), unnest(v_hashes))
-             WITH ORDINALITY AS x(content, hash, i),
+        FROM ROWS FROM (unnest(p_contents), unnest(v_prevs), unnest(v_hashes))
+             WITH ORDINALITY AS x(content, prev, hash, i),
              {record}
         RETURNING seq, stream
     ), head AS (

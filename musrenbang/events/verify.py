@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -212,7 +213,7 @@ async def verify_all(
 # -- read models -----------------------------------------------------------------------
 
 _STREAM_EVENTS = (
-    "SELECT stream, seq, version, type, payload FROM audit.events"
+    "SELECT stream, seq, version, type, payload, content FROM audit.events"
     " WHERE log_id = %s AND stream LIKE %s ORDER BY stream, version"
 )
 _MODEL_ROWS = (
@@ -289,8 +290,23 @@ async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadM
         await cur.execute(_STREAM_EVENTS, (log_id, f"{kind}:%"))
         current: str | None = None
         while rows := await cur.fetchmany(_BATCH):
-            for stream, seq, version, type_, payload in rows:
+            for stream, seq, version, type_, payload, content in rows:
                 ident = stream.split(":", 1)[1]
+                # The fold goes by the content (what is hashed); the columns it is found
+                # by must say the same, or a query would show what the evidence does not.
+                event = orjson.loads(content)
+                if (event.get("stream"), event.get("type"), event.get("payload")) != (
+                    stream,
+                    type_,
+                    payload,
+                ):
+                    return ReadModelCheck(
+                        False,
+                        checked,
+                        f"{kind}:{ident}",
+                        f"the columns of seq {seq} say other than its content, which the"
+                        " hash covers",
+                    )
                 if ident != current and len(folded) >= _MODEL_BATCH:
                     bad = await compare()
                     if bad:

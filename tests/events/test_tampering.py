@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.events.append import append_events
 from musrenbang.events.db import create_engine
-from musrenbang.events.verify import verify_all
+from musrenbang.events.verify import ReadModelCheck, verify_all, verify_read_models
 from tests.events.helpers import decided, submitted
 
 N_EVENTS = 48
@@ -152,3 +152,34 @@ def test_a_changed_hashed_column_is_found(seeded: URL, seq: int, column: str) ->
         )
     )
     assert bad == seq
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("payload", '\'{"reason": "forged"}\'::jsonb'), ("type", "'ProposalRejected'")],
+)
+def test_a_queried_column_changed_apart_from_its_content_is_named(
+    seeded: URL, column: str, value: str
+) -> None:
+    """The chain covers the content; the columns queries go by are checked against it by
+    the read-model check, so a column rewritten alone does not go unseen."""
+
+    async def go() -> tuple[bool, ReadModelCheck]:
+        engine = create_engine(seeded, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await _exec_raw(conn, UNGUARD)
+                await conn.execute(
+                    text(f"UPDATE audit.events SET {column} = {value} WHERE seq = 2")
+                )
+                chain = (await verify_all(conn)).ok
+                found = await verify_read_models(conn)
+                await conn.rollback()
+            return chain, found
+        finally:
+            await engine.dispose()
+
+    chain, found = asyncio.run(go())
+    assert chain  # the hashed content is untouched
+    assert not found.ok
+    assert found.problem == "the columns of seq 2 say other than its content, which the hash covers"
