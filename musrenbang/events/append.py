@@ -438,10 +438,7 @@ def _one_arguments(
         guess.last_hash,
     )
     for kind, *row in model_rows(planned):  # at most one
-        return _APPEND_ONE[kind], (
-            *arguments,
-            _json(row),
-        )
+        return _APPEND_ONE[kind], (*arguments, _json(row))
     return _APPEND_ONE[None], arguments
 
 

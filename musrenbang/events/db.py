@@ -23,14 +23,20 @@ def app_url(owner_url: str | URL, user: str, password: str) -> URL:
     return _psycopg(owner_url).set(username=user, password=password)
 
 
-def migrate(owner_url: str | URL, app_user: str, app_password: str) -> None:
-    """Brings the schema to the newest revision, as the owner."""
+def migrations_config(owner_url: str | URL, app_user: str, app_password: str) -> Config:
+    """Alembic's configuration for this database: the owner runs the revisions, which
+    grant to the application role."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["owner_url"] = _psycopg(owner_url)
     config.attributes["app_role"] = app_user
     config.attributes["app_password"] = app_password
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(owner_url: str | URL, app_user: str, app_password: str) -> None:
+    """Brings the schema to the newest revision, as the owner."""
+    command.upgrade(migrations_config(owner_url, app_user, app_password), "head")
 
 
 def create_engine(url: str | URL, *, pool_size: int = 10) -> AsyncEngine:

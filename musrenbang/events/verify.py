@@ -295,11 +295,8 @@ async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadM
                 # The fold goes by the content (what is hashed); the columns it is found
                 # by must say the same, or a query would show what the evidence does not.
                 event = orjson.loads(content)
-                if (event.get("stream"), event.get("type"), event.get("payload")) != (
-                    stream,
-                    type_,
-                    payload,
-                ):
+                said = (event.get("stream"), event.get("type"), event.get("payload"))
+                if said != (stream, type_, payload):
                     return ReadModelCheck(
                         False,
                         checked,
@@ -312,7 +309,7 @@ async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadM
                     if bad:
                         return bad
                 before = folded.get(ident, (None, 0, 0))[0]
-                folded[ident] = (model.evolve(before, type_, payload), version, seq)
+                folded[ident] = (model.evolve(before, said[1], said[2]), version, seq)
                 current = ident
                 checked += 1
     bad = await compare()

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import URL, text
 
 from musrenbang.events.append import EventWriter
-from musrenbang.events.db import MIGRATIONS, app_url, create_engine
+from musrenbang.events.db import app_url, create_engine, migrations_config
 from musrenbang.events.verify import verify_all
 from tests.conftest import APP_PASSWORD, APP_USER
 from tests.events.helpers import decided, submitted
@@ -26,12 +25,7 @@ _CONSISTENT = text(
 
 
 def _alembic(owner: URL, verb: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["owner_url"] = owner.set(drivername="postgresql+psycopg")
-    config.attributes["app_role"] = APP_USER
-    config.attributes["app_password"] = APP_PASSWORD
-    getattr(command, verb)(config, revision)
+    getattr(command, verb)(migrations_config(owner, APP_USER, APP_PASSWORD), revision)
 
 
 async def _append(owner: URL, tag: str, *, batched: bool = True) -> None:
