@@ -155,6 +155,26 @@ def test_a_changed_hashed_column_is_found(seeded: URL, seq: int, column: str) ->
 
 
 @pytest.mark.parametrize(
+    "moment", ["infinity", "-infinity", "0001-01-01 00:00:00+00 BC", "10000-01-01 00:00:00+00"]
+)
+def test_a_recorded_at_no_record_can_say_is_a_hash_mismatch(seeded: URL, moment: str) -> None:
+    # The verifier renders the record from the stored time itself; a time outside years
+    # 1-9999 (or PostgreSQL's infinities) cannot be the one an event was recorded at.
+    bad = asyncio.run(
+        _tamper_and_verify(
+            seeded,
+            [
+                (
+                    "UPDATE audit.events SET recorded_at = CAST(:m AS timestamptz) WHERE seq = 3",
+                    {"m": moment},
+                )
+            ],
+        )
+    )
+    assert bad == 3
+
+
+@pytest.mark.parametrize(
     ("column", "value"),
     [("payload", '\'{"reason": "forged"}\'::jsonb'), ("type", "'ProposalRejected'")],
 )
