@@ -103,17 +103,20 @@ def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
+RECORD_HEAD = b'{"event":'  # what comes before the content in the record
+
+
+def record_tail(recorded_at: datetime, version: int) -> bytes:
+    """What comes after the content in the record: its time and version, closing it."""
+    return b',"recorded_at":"%s","version":%d}' % (
+        format_timestamp(recorded_at).encode(),
+        version,
+    )
+
+
 def record_bytes(content: str, recorded_at: datetime, version: int) -> bytes:
     """The exact bytes hashed for an event (see the module docstring)."""
-    return (
-        '{"event":'
-        + content
-        + ',"recorded_at":"'
-        + format_timestamp(recorded_at)
-        + '","version":'
-        + str(version)
-        + "}"
-    ).encode()
+    return RECORD_HEAD + content.encode() + record_tail(recorded_at, version)
 
 
 def leaf_hash(prev_hash: bytes, seq: int, record: bytes) -> bytes:
