@@ -1,28 +1,33 @@
 """Verification of the log: every hash recomputed, seq continuity and prev links checked.
 
-It walks each log with a server-side cursor in fixed-size batches, so memory stays
-constant however long the log is, and names the first bad seq.
+It walks each log with server-side cursors in fixed-size batches, so memory stays
+constant however long the log is, and names the first bad seq. A long log is walked in
+ranges at once, in threads or in processes of their own (the walk itself is
+`musrenbang.events.walk`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import itertools
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import psycopg
-from psycopg.types.string import ByteaBinaryLoader
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from musrenbang.events.canonical import GENESIS_HASH, LEAF_PREFIX, RECORD_HEAD, record_tail
+from musrenbang.events.canonical import GENESIS_HASH
 from musrenbang.events.db import conninfo, driver_connection
+from musrenbang.events.walk import BATCH, Range, walk_apart, walk_here
+from musrenbang.logging import get_logger
 
-_BATCH = 20_000
+_log = get_logger("musrenbang.verify")
+
+# From this many events on, a log's ranges are walked in processes (see verify_log).
+PROCESSES_FROM = 200_000
 
 
 @dataclass(frozen=True)
@@ -34,60 +39,31 @@ class Verification:
     problem: str | None = None
 
 
-# Each row comes as the stored hash, the fixed-size columns the leaf covers in their
-# binary wire form (prev_hash || be64(seq) || recorded_at as PostgreSQL sends a
-# timestamptz, microseconds since 2000-01-01 UTC || be64(version)), and the content's
-# bytes. Python renders the leaf, 0x00 || prev_hash || be64(seq) || record, from the
-# record's own pieces (`canonical.RECORD_HEAD`, `canonical.record_tail`) and recomputes
-# its hash: nothing the server computes is trusted, and the server only sends stored
-# columns (rendering the leaf there, with to_char, cost it about four times as much a row
-# as sending them).
-_ROWS = (
-    "SELECT hash, prev_hash || int8send(seq) || timestamptz_send(recorded_at)"
-    " || int8send(version), content"
-    " FROM audit.events WHERE log_id = %s AND seq > %s AND seq <= %s ORDER BY seq"
-)
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_TAILS = 4_096  # the record's tails kept, by recorded_at and version (a batch shares one)
-_LEAF = LEAF_PREFIX + b"%b" + RECORD_HEAD + b"%b%b"  # prev || be64(seq), content, tail
-
-
-def _record_tail(wire: bytes) -> bytes | None:
-    """The record's tail (`canonical.record_tail`) from a row's recorded_at and version in
-    their wire form; None when the time is outside what the record can say (years 1 to
-    9999)."""
-    micros = int.from_bytes(wire[:8], "big", signed=True)
-    try:
-        moment = _PG_EPOCH + timedelta(microseconds=micros)
-    except OverflowError:  # 'infinity', or a time no event was recorded at
-        return None
-    return record_tail(moment, int.from_bytes(wire[8:], "big", signed=True))
-
-
-@dataclass
-class _Range:
-    """What verifying one range of seqs found."""
-
-    first_prev: bytes | None  # the stored prev_hash of its first row
-    last_hash: bytes | None
-    next_expected: int
-    bad: str | None
-
-
 async def verify_log(
-    conn: AsyncConnection, log_id: str, *, parallel: int = 3, min_range: int = _BATCH
+    conn: AsyncConnection,
+    log_id: str,
+    *,
+    parallel: int = 3,
+    min_range: int = BATCH,
+    processes_from: int = PROCESSES_FROM,
 ) -> Verification:
     """Verifies one log from genesis to its head.
 
     A short log is walked on `conn` itself (so it also sees that connection's own
-    transaction). A long one is split into `parallel` ranges of seqs, each walked in a
-    thread on a connection of its own, which sees what is committed: the threads wait on
-    the server without holding the interpreter, so the server reads out rows on one core
-    while Python hashes on the other. Three ranges rather than two: on an idle machine
-    they cost about 5% against two, and beside another busy stack they gain about 10%,
-    where it matters. Each range checks its own rows and links; the ranges
-    are then stitched, each starting where the one before ended. Memory stays bounded:
-    cursors fetch fixed batches.
+    transaction). A long one is split into `parallel` ranges of seqs, each walked on a
+    connection of its own, which sees what is committed. Each range checks its own rows and
+    links; the ranges are then stitched, each starting where the one before ended. Memory
+    stays bounded: cursors fetch fixed batches.
+
+    The walk is Python work (rendering each record and hashing it), so ranges walked in
+    threads share one interpreter lock and, in all, about one core. From `processes_from`
+    events on, every range but the first (walked here, in a thread) is walked in a process
+    of its own (`musrenbang.events.walk`): they use every core and keep their share of
+    them beside another busy job. Starting such a process costs about a fifth of a second
+    of CPU (most of it importing the driver), which a log that long repays. A range
+    whose process cannot start or fails is walked in a thread instead: the answer is the
+    same either way. Three ranges rather than two: beside another busy stack they gain
+    about 10%, where it matters.
     """
     driver = await driver_connection(conn)
     cur = await driver.execute(
@@ -103,13 +79,14 @@ async def verify_log(
     parts = parallel if end >= min_range * parallel else 1
     bounds = [end * i // parts for i in range(parts + 1)]
     if parts == 1:
-        results = [await _walk(driver, log_id, 0, end)]
+        results = [await walk_here(driver, log_id, 0, end)]
     else:
         info = conninfo(conn.engine.url)
+        apart = _walk_in_process if end >= processes_from else _walk_in_thread
         results = await asyncio.gather(
             *(
-                asyncio.to_thread(_walk_apart, info, log_id, low, high)
-                for low, high in itertools.pairwise(bounds)
+                (_walk_in_thread if k == 0 else apart)(info, log_id, low, high)
+                for k, (low, high) in enumerate(itertools.pairwise(bounds))
             )
         )
     prev, expected = GENESIS_HASH, 1
@@ -128,101 +105,54 @@ async def verify_log(
     return Verification(True, expected - 1, log_id)
 
 
-class _Walk:
-    """Walks seqs (low, high], a batch at a time: every row's hash, seq and link to the
-    row before it."""
-
-    def __init__(self, low: int, high: int) -> None:
-        self.low, self.high = low, high
-        self.expected, self.prev = low + 1, b""
-        self.first_prev: bytes | None = None
-        self.bad: str | None = None
-        self.tails: dict[bytes, bytes] = {}
-
-    def feed(self, rows: list[tuple[bytes, bytes, bytes]]) -> bool:
-        """Checks one batch; false once a problem is found (and the walk should stop)."""
-        if not rows:
-            return False
-        if self.first_prev is None:
-            self.first_prev = self.prev = rows[0][1][:32]
-        self.expected, self.prev, self.bad = _check_rows(rows, self.expected, self.prev, self.tails)
-        return self.bad is None
-
-    def result(self) -> _Range:
-        last = self.prev if self.first_prev is not None else None  # None: no rows
-        if self.bad is None and self.expected != self.high + 1 and self.high > self.low:
-            self.bad = "seq gap"
-        return _Range(self.first_prev, last, self.expected, self.bad)
-
-    def cursor_name(self, log_id: str) -> str:
-        return f"verify_{log_id.replace('.', '_')}_{self.low}"
+async def _walk_in_thread(info: str, log_id: str, low: int, high: int) -> Range:
+    return await asyncio.to_thread(walk_apart, info, log_id, low, high)
 
 
-async def _walk(driver: Any, log_id: str, low: int, high: int) -> _Range:
-    walk = _Walk(low, high)
-    async with (
-        driver.transaction(),
-        driver.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
-    ):
-        cur.adapters.register_loader("text", ByteaBinaryLoader)  # the content's bytes
-        await cur.execute(_ROWS, (log_id, low, high))
-        while walk.feed(await cur.fetchmany(_BATCH)):
-            pass
-    return walk.result()
-
-
-def _walk_apart(info: str, log_id: str, low: int, high: int) -> _Range:
-    """The same walk in a thread, on a connection of its own."""
-    walk = _Walk(low, high)
-    with (
-        psycopg.connect(info) as own,
-        own.transaction(),
-        own.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
-    ):
-        cur.adapters.register_loader("text", ByteaBinaryLoader)  # the content's bytes
-        cur.execute(_ROWS, (log_id, low, high))
-        while walk.feed(cur.fetchmany(_BATCH)):
-            pass
-    return walk.result()
-
-
-def _check_rows(
-    rows: list[tuple[bytes, bytes, bytes]], expected: int, prev: bytes, tails: dict[bytes, bytes]
-) -> tuple[int, bytes, str | None]:
-    """Walks one batch; returns the next expected seq, the running hash and a problem.
-
-    Each row's fixed columns must start with exactly ``prev || be64(expected)``: one
-    comparison checks the link and the seq, and only a failing row is taken apart to say
-    which of them broke. `tails` keeps the rendered end of recent records."""
-    sha256 = hashlib.sha256
-    want = prev + expected.to_bytes(8, "big")
-    for stored, fixed, content in rows:
-        if fixed[:40] != want:
-            if fixed[:32] != prev:
-                return expected, prev, "prev_hash does not link"
-            return expected, prev, "seq gap"
-        key = fixed[40:]
-        tail = tails.get(key)
-        if tail is None:
-            tail = _record_tail(key)
-            if tail is None:
-                return expected, prev, "hash mismatch"
-            if len(tails) >= _TAILS:
-                tails.clear()
-            tails[key] = tail
-        digest = sha256(_LEAF % (want, content, tail)).digest()
-        if digest != stored:
-            return expected, prev, "hash mismatch"
-        prev = digest
-        expected += 1
-        want = digest + expected.to_bytes(8, "big")
-    return expected, prev, None
+async def _walk_in_process(info: str, log_id: str, low: int, high: int) -> Range:
+    """One range walked by ``python -m musrenbang.events.walk``; in a thread when that
+    process cannot start, fails or answers with something that is not a range. The
+    connection string (with its password) goes on stdin, not on the command line, which
+    other users of the machine can read. A cancelled walk kills its process."""
+    job = orjson.dumps({"conninfo": info, "log_id": log_id, "low": low, "high": high})
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "musrenbang.events.walk",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        _log.warning("verify.walk_process_failed", log_id=log_id, low=low, error=str(exc))
+        return await _walk_in_thread(info, log_id, low, high)
+    try:
+        out, err = await process.communicate(job)
+    finally:
+        if process.returncode is None:  # cancelled: the walk is no longer wanted
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    if process.returncode == 0:
+        try:
+            return Range.from_json(out)
+        except ValueError as exc:
+            err = str(exc).encode()
+    _log.warning(
+        "verify.walk_process_failed",
+        log_id=log_id,
+        low=low,
+        returncode=process.returncode,
+        error=err.decode(errors="replace")[-500:],
+    )
+    return await _walk_in_thread(info, log_id, low, high)
 
 
 async def verify_all(
     conn: AsyncConnection,
     *,
-    min_range: int = _BATCH,
+    min_range: int = BATCH,
+    processes_from: int = PROCESSES_FROM,
     only: Callable[[str], bool] | None = None,
 ) -> Verification:
     """Verifies every log (or those `only` accepts); stops at the first that fails."""
@@ -233,7 +163,7 @@ async def verify_all(
     for log_id in logs:
         if only is not None and not only(log_id):
             continue
-        result = await verify_log(conn, log_id, min_range=min_range)
+        result = await verify_log(conn, log_id, min_range=min_range, processes_from=processes_from)
         checked += result.checked
         if not result.ok:
             return Verification(False, checked, log_id, result.first_bad_seq, result.problem)
@@ -319,7 +249,7 @@ async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadM
     ):
         await cur.execute(_STREAM_EVENTS, (log_id, f"{kind}:%"))
         current: str | None = None
-        while rows := await cur.fetchmany(_BATCH):
+        while rows := await cur.fetchmany(BATCH):
             for stream, seq, version, type_, payload, content in rows:
                 ident = stream.split(":", 1)[1]
                 # The fold goes by the content (what is hashed); the columns it is found
@@ -492,5 +422,5 @@ async def _leaf_batches(driver: Any, log_id: str, upto: int) -> AsyncIterator[li
             "SELECT hash FROM audit.events WHERE log_id = %s AND seq <= %s ORDER BY seq",
             (log_id, upto),
         )
-        while rows := await cur.fetchmany(_BATCH):
+        while rows := await cur.fetchmany(BATCH):
             yield [bytes(r[0]) for r in rows]

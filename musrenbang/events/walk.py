@@ -1,0 +1,205 @@
+"""The walk of one range of a log's seqs: every row's hash recomputed from its stored
+columns, its seq and its link to the row before it.
+
+Verification (`musrenbang.events.verify`) splits a long log into ranges and walks each on
+a connection of its own: in a thread, or, for a log long enough to repay starting one, in
+a process of its own (``python -m musrenbang.events.walk``), since the walk is Python
+work that threads share one interpreter lock for. This module is that process's whole
+program: it imports only the driver and the record's format, reads what to walk as one
+JSON object on stdin (``conninfo``, ``log_id``, ``low``, ``high``) and writes what it
+found as one JSON object on stdout (`Range.as_json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.types.string import ByteaBinaryLoader
+
+from musrenbang.events.canonical import LEAF_PREFIX, RECORD_HEAD, record_tail
+
+BATCH = 20_000  # rows a fetch: memory stays bounded however long the log is
+
+# Each row comes as the stored hash, the fixed-size columns the leaf covers in their
+# binary wire form (prev_hash || be64(seq) || recorded_at as PostgreSQL sends a
+# timestamptz, microseconds since 2000-01-01 UTC || be64(version)), and the content's
+# bytes. Python renders the leaf, 0x00 || prev_hash || be64(seq) || record, from the
+# record's own pieces (`canonical.RECORD_HEAD`, `canonical.record_tail`) and recomputes
+# its hash: nothing the server computes is trusted, and the server only sends stored
+# columns (rendering the leaf there, with to_char, cost it about four times as much a row
+# as sending them).
+_ROWS = (
+    "SELECT hash, prev_hash || int8send(seq) || timestamptz_send(recorded_at)"
+    " || int8send(version), content"
+    " FROM audit.events WHERE log_id = %s AND seq > %s AND seq <= %s ORDER BY seq"
+)
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_TAILS = 4_096  # the record's tails kept, by recorded_at and version (a batch shares one)
+_LEAF = LEAF_PREFIX + b"%b" + RECORD_HEAD + b"%b%b"  # prev || be64(seq), content, tail
+
+
+def _record_tail(wire: bytes) -> bytes | None:
+    """The record's tail (`canonical.record_tail`) from a row's recorded_at and version in
+    their wire form; None when the time is outside what the record can say (years 1 to
+    9999)."""
+    micros = int.from_bytes(wire[:8], "big", signed=True)
+    try:
+        moment = _PG_EPOCH + timedelta(microseconds=micros)
+    except OverflowError:  # 'infinity', or a time no event was recorded at
+        return None
+    return record_tail(moment, int.from_bytes(wire[8:], "big", signed=True))
+
+
+@dataclass
+class Range:
+    """What verifying one range of seqs found."""
+
+    first_prev: bytes | None  # the stored prev_hash of its first row
+    last_hash: bytes | None
+    next_expected: int
+    bad: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "first_prev": None if self.first_prev is None else self.first_prev.hex(),
+            "last_hash": None if self.last_hash is None else self.last_hash.hex(),
+            "next_expected": self.next_expected,
+            "bad": self.bad,
+        }
+
+    @classmethod
+    def from_json(cls, text: bytes) -> Range:
+        """The range a walk's process reported; ValueError if it is not one."""
+        try:
+            found = orjson.loads(text)
+            first, last, bad = found["first_prev"], found["last_hash"], found["bad"]
+            expected = found["next_expected"]
+            if type(expected) is not int or not (bad is None or isinstance(bad, str)):
+                raise ValueError("not a range")
+            return cls(
+                None if first is None else bytes.fromhex(first),
+                None if last is None else bytes.fromhex(last),
+                expected,
+                bad,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a range: {exc}") from exc
+
+
+class _Walk:
+    """Walks seqs (low, high], a batch at a time: every row's hash, seq and link to the
+    row before it."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+        self.expected, self.prev = low + 1, b""
+        self.first_prev: bytes | None = None
+        self.bad: str | None = None
+        self.tails: dict[bytes, bytes] = {}
+
+    def feed(self, rows: list[tuple[bytes, bytes, bytes]]) -> bool:
+        """Checks one batch; false once a problem is found (and the walk should stop)."""
+        if not rows:
+            return False
+        if self.first_prev is None:
+            self.first_prev = self.prev = rows[0][1][:32]
+        self.expected, self.prev, self.bad = _check_rows(rows, self.expected, self.prev, self.tails)
+        return self.bad is None
+
+    def result(self) -> Range:
+        last = self.prev if self.first_prev is not None else None  # None: no rows
+        if self.bad is None and self.expected != self.high + 1 and self.high > self.low:
+            self.bad = "seq gap"
+        return Range(self.first_prev, last, self.expected, self.bad)
+
+    def cursor_name(self, log_id: str) -> str:
+        return f"verify_{log_id.replace('.', '_')}_{self.low}"
+
+
+async def walk_here(driver: Any, log_id: str, low: int, high: int) -> Range:
+    """The walk on the caller's own connection (so it sees that connection's transaction)."""
+    walk = _Walk(low, high)
+    async with (
+        driver.transaction(),
+        driver.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
+    ):
+        cur.adapters.register_loader("text", ByteaBinaryLoader)  # the content's bytes
+        await cur.execute(_ROWS, (log_id, low, high))
+        while walk.feed(await cur.fetchmany(BATCH)):
+            pass
+    return walk.result()
+
+
+def walk_apart(info: str, log_id: str, low: int, high: int) -> Range:
+    """The walk on a connection of its own (in a thread, or in a walk's process)."""
+    walk = _Walk(low, high)
+    with (
+        psycopg.connect(info) as own,
+        own.transaction(),
+        own.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
+    ):
+        cur.adapters.register_loader("text", ByteaBinaryLoader)  # the content's bytes
+        cur.execute(_ROWS, (log_id, low, high))
+        while walk.feed(cur.fetchmany(BATCH)):
+            pass
+    return walk.result()
+
+
+def _check_rows(
+    rows: list[tuple[bytes, bytes, bytes]], expected: int, prev: bytes, tails: dict[bytes, bytes]
+) -> tuple[int, bytes, str | None]:
+    """Walks one batch; returns the next expected seq, the running hash and a problem.
+
+    Each row's fixed columns must start with exactly ``prev || be64(expected)``: one
+    comparison checks the link and the seq, and only a failing row is taken apart to say
+    which of them broke. `tails` keeps the rendered end of recent records."""
+    sha256 = hashlib.sha256
+    want = prev + expected.to_bytes(8, "big")
+    for stored, fixed, content in rows:
+        if fixed[:40] != want:
+            if fixed[:32] != prev:
+                return expected, prev, "prev_hash does not link"
+            return expected, prev, "seq gap"
+        key = fixed[40:]
+        tail = tails.get(key)
+        if tail is None:
+            tail = _record_tail(key)
+            if tail is None:
+                return expected, prev, "hash mismatch"
+            if len(tails) >= _TAILS:
+                tails.clear()
+            tails[key] = tail
+        digest = sha256(_LEAF % (want, content, tail)).digest()
+        if digest != stored:
+            return expected, prev, "hash mismatch"
+        prev = digest
+        expected += 1
+        want = digest + expected.to_bytes(8, "big")
+    return expected, prev, None
+
+
+def main() -> int:
+    """The walk of one range in a process of its own (see the module docstring)."""
+    try:
+        job = orjson.loads(sys.stdin.buffer.read())
+        info, log_id, low, high = job["conninfo"], job["log_id"], int(job["low"]), int(job["high"])
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"not a walk: {exc}", file=sys.stderr)
+        return 2
+    try:
+        found = walk_apart(info, log_id, low, high)
+    except psycopg.Error as exc:
+        print(f"the walk failed: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(orjson.dumps(found.as_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
