@@ -13,10 +13,12 @@ found as one JSON object on stdout (`Range.as_json`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -25,6 +27,7 @@ from psycopg.types.string import ByteaBinaryLoader
 from musrenbang.events.canonical import LEAF_PREFIX, RECORD_HEAD, record_tail
 
 BATCH = 20_000  # rows a fetch: memory stays bounded however long the log is
+_CHUNK = 1_000  # rows a streamed chunk, and checked at once
 
 # Each row comes as the stored hash, the fixed-size columns the leaf covers in their
 # binary wire form (prev_hash || be64(seq) || recorded_at as PostgreSQL sends a
@@ -137,17 +140,22 @@ async def walk_here(driver: Any, log_id: str, low: int, high: int) -> Range:
 
 
 def walk_apart(info: str, log_id: str, low: int, high: int) -> Range:
-    """The walk on a connection of its own (in a thread, or in a walk's process)."""
+    """The walk on a connection of its own (in a thread, or in a walk's process).
+
+    The rows are streamed (`Cursor.stream`, libpq's chunked rows): the server keeps
+    sending while Python checks what has come, instead of the two taking turns a fetch at a
+    time, and memory stays bounded by the chunk and the socket's buffers. One statement in
+    autocommit mode, so one snapshot; leaving it early cancels it."""
     walk = _Walk(low, high)
-    with (
-        psycopg.connect(info) as own,
-        own.transaction(),
-        own.cursor(name=walk.cursor_name(log_id), binary=True) as cur,
-    ):
+    with psycopg.connect(info, autocommit=True) as own, own.cursor(binary=True) as cur:
         cur.adapters.register_loader("text", ByteaBinaryLoader)  # the content's bytes
-        cur.execute(_ROWS, (log_id, low, high))
-        while walk.feed(cur.fetchmany(BATCH)):
+        # a generator, whose close() cancels the statement (typed as an iterator)
+        rows = cast(
+            "Generator[Any, None, None]", cur.stream(_ROWS, (log_id, low, high), size=_CHUNK)
+        )
+        while walk.feed(list(itertools.islice(rows, _CHUNK))):
             pass
+        rows.close()  # a walk stopped at a problem cancels the rest
     return walk.result()
 
 
