@@ -49,6 +49,7 @@ bench: install
 # dependency group (eventsourcing, psutil), which `uv run --group bench` adds to .venv.
 peers: install
 	$(UV) run --frozen --group bench python -m bench.peers
+	$(UV) run --frozen --group bench python -m bench.peers_sql
 
 burst: install
 	$(UV) run --frozen --group bench python -m bench.burst
