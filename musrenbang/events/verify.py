@@ -1,9 +1,10 @@
 """Verification of the log: every hash recomputed, seq continuity and prev links checked.
 
-It walks each log with server-side cursors in fixed-size batches, so memory stays
-constant however long the log is, and names the first bad seq. A long log is walked in
-ranges at once, in threads or in processes of their own (the walk itself is
-`musrenbang.events.walk`).
+It names the first bad seq. A short log is walked with a server-side cursor in
+fixed-size batches; a long one (`min_range` events a range, three ranges: 60,000 events by
+default) in ranges at once, each streamed in chunks on a connection of its own, in threads
+or in processes of their own (the walk itself is `musrenbang.events.walk`). Memory stays
+bounded however long the log is.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ async def verify_log(
     transaction). A long one is split into `parallel` ranges of seqs, each walked on a
     connection of its own, which sees what is committed. Each range checks its own rows and
     links; the ranges are then stitched, each starting where the one before ended. Memory
-    stays bounded: cursors fetch fixed batches.
+    stays bounded: the rows come a batch or a chunk at a time.
 
     The walk is Python work (rendering each record and hashing it), so ranges walked in
     threads share one interpreter lock and, in all, about one core. From `processes_from`
@@ -61,9 +62,9 @@ async def verify_log(
     of its own (`musrenbang.events.walk`): they use every core and keep their share of
     them beside another busy job. Starting such a process costs about a fifth of a second
     of CPU (most of it importing the driver), which a log that long repays. A range
-    whose process cannot start or fails is walked in a thread instead: the answer is the
-    same either way. Three ranges rather than two: beside another busy stack they gain
-    about 10%, where it matters.
+    whose process cannot start, fails, or answers with something that is not a walk of
+    its range is walked in a thread instead: the answer is the same either way. Three
+    ranges rather than two: beside another busy stack they gain about 10%, where it matters.
     """
     driver = await driver_connection(conn)
     cur = await driver.execute(
@@ -83,15 +84,24 @@ async def verify_log(
     else:
         info = conninfo(conn.engine.url)
         apart = _walk_in_process if end >= processes_from else _walk_in_thread
-        results = await asyncio.gather(
-            *(
-                (_walk_in_thread if k == 0 else apart)(info, log_id, low, high)
-                for k, (low, high) in enumerate(itertools.pairwise(bounds))
-            )
-        )
+        # a task group: when one range fails, the others are cancelled (their processes
+        # killed) rather than left to walk
+        try:
+            async with asyncio.TaskGroup() as group:
+                walks = [
+                    group.create_task(
+                        (_walk_in_thread if k == 0 else apart)(info, log_id, low, high)
+                    )
+                    for k, (low, high) in enumerate(itertools.pairwise(bounds))
+                ]
+        except BaseExceptionGroup as failed:  # the first range's error, as a walk raises it
+            raise failed.exceptions[0] from None
+        results = [w.result() for w in walks]
     prev, expected = GENESIS_HASH, 1
     for (low, _), found in zip(itertools.pairwise(bounds), results, strict=True):
-        if found.first_prev is not None and found.first_prev != prev and found.bad is None:
+        # the seam first: a range that starts on a broken link breaks there, whatever its
+        # own walk found after it
+        if found.first_prev is not None and found.first_prev != prev:
             return Verification(False, expected - 1, log_id, low + 1, "prev_hash does not link")
         if found.bad is not None:
             return Verification(
@@ -111,7 +121,7 @@ async def _walk_in_thread(info: str, log_id: str, low: int, high: int) -> Range:
 
 async def _walk_in_process(info: str, log_id: str, low: int, high: int) -> Range:
     """One range walked by ``python -m musrenbang.events.walk``; in a thread when that
-    process cannot start, fails or answers with something that is not a range. The
+    process cannot start, fails or answers with something that is not a walk of this range. The
     connection string (with its password) goes on stdin, not on the command line, which
     other users of the machine can read. A cancelled walk kills its process."""
     job = orjson.dumps({"conninfo": info, "log_id": log_id, "low": low, "high": high})
@@ -133,11 +143,12 @@ async def _walk_in_process(info: str, log_id: str, low: int, high: int) -> Range
         if process.returncode is None:  # cancelled: the walk is no longer wanted
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+            await process.wait()
     if process.returncode == 0:
         try:
-            return Range.from_json(out)
+            return Range.from_json(out, low, high)
         except ValueError as exc:
-            err = str(exc).encode()
+            err = f"{exc}; it said {out[:200]!r}".encode()
     _log.warning(
         "verify.walk_process_failed",
         log_id=log_id,

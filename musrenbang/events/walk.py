@@ -5,13 +5,14 @@ Verification (`musrenbang.events.verify`) splits a long log into ranges and walk
 a connection of its own: in a thread, or, for a log long enough to repay starting one, in
 a process of its own (``python -m musrenbang.events.walk``), since the walk is Python
 work that threads share one interpreter lock for. This module is that process's whole
-program: it imports only the driver and the record's format, reads what to walk as one
-JSON object on stdin (``conninfo``, ``log_id``, ``low``, ``high``) and writes what it
-found as one JSON object on stdout (`Range.as_json`).
+program: it imports only the driver, orjson and the record's format (`canonical`),
+reads what to walk as one JSON object on stdin (``conninfo``, ``log_id``, ``low``,
+``high``) and writes what it found as one JSON object on stdout (`Range.as_json`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import sys
@@ -28,6 +29,8 @@ from musrenbang.events.canonical import LEAF_PREFIX, RECORD_HEAD, record_tail
 
 BATCH = 20_000  # rows a fetch: memory stays bounded however long the log is
 _CHUNK = 1_000  # rows a streamed chunk, and checked at once
+# what a walk can find
+PROBLEMS = frozenset({"prev_hash does not link", "seq gap", "hash mismatch"})
 
 # Each row comes as the stored hash, the fixed-size columns the leaf covers in their
 # binary wire form (prev_hash || be64(seq) || recorded_at as PostgreSQL sends a
@@ -77,15 +80,17 @@ class Range:
         }
 
     @classmethod
-    def from_json(cls, text: bytes) -> Range:
-        """The range a walk's process reported; ValueError if it is not one."""
+    def from_json(cls, text: bytes, low: int, high: int) -> Range:
+        """The range a walk's process reported for seqs (low, high]; ValueError unless it is
+        one such a walk can end with: hashes of 32 bytes, a link and a last hash both or
+        neither (no rows), and a walk that found nothing having reached `high`."""
         try:
             found = orjson.loads(text)
             first, last, bad = found["first_prev"], found["last_hash"], found["bad"]
             expected = found["next_expected"]
             if type(expected) is not int or not (bad is None or isinstance(bad, str)):
                 raise ValueError("not a range")
-            return cls(
+            walked = cls(
                 None if first is None else bytes.fromhex(first),
                 None if last is None else bytes.fromhex(last),
                 expected,
@@ -93,6 +98,14 @@ class Range:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a range: {exc}") from exc
+        hashes = [h for h in (walked.first_prev, walked.last_hash) if h is not None]
+        if any(len(h) != 32 for h in hashes) or len(hashes) == 1:
+            raise ValueError("not a range: its hashes")
+        if bad is None and (expected != high + 1 or (high > low and not hashes)):
+            raise ValueError("not a range: a walk that found nothing ends at its last seq")
+        if bad is not None and not (low < expected <= high + 1 and bad in PROBLEMS):
+            raise ValueError("not a range: its problem")
+        return walked
 
 
 class _Walk:
@@ -111,7 +124,7 @@ class _Walk:
         if not rows:
             return False
         if self.first_prev is None:
-            self.first_prev = self.prev = rows[0][1][:32]
+            self.first_prev = self.prev = (rows[0][1] or b"")[:32]
         self.expected, self.prev, self.bad = _check_rows(rows, self.expected, self.prev, self.tails)
         return self.bad is None
 
@@ -147,15 +160,17 @@ def walk_apart(info: str, log_id: str, low: int, high: int) -> Range:
     time, and memory stays bounded by the chunk and the socket's buffers. One statement in
     autocommit mode, so one snapshot; leaving it early cancels it."""
     walk = _Walk(low, high)
+    # libpq 17 and newer send chunks of rows; an older one, one row at a time
+    size = _CHUNK if psycopg.capabilities.has_stream_chunked() else 1
     with psycopg.connect(info, autocommit=True) as own, own.cursor(binary=True) as cur:
         cur.adapters.register_loader("text", ByteaBinaryLoader)  # the content's bytes
-        # a generator, whose close() cancels the statement (typed as an iterator)
-        rows = cast(
-            "Generator[Any, None, None]", cur.stream(_ROWS, (log_id, low, high), size=_CHUNK)
-        )
-        while walk.feed(list(itertools.islice(rows, _CHUNK))):
-            pass
-        rows.close()  # a walk stopped at a problem cancels the rest
+        # A generator, which holds the connection until it is closed (typed as an
+        # iterator): closed however the walk ends, which cancels what is left of the
+        # statement; left open, the connection's own exit would wait for it for ever.
+        rows = cast("Generator[Any, None, None]", cur.stream(_ROWS, (log_id, low, high), size=size))
+        with contextlib.closing(rows):
+            while walk.feed(list(itertools.islice(rows, _CHUNK))):
+                pass
     return walk.result()
 
 
@@ -167,6 +182,19 @@ def _check_rows(
     Each row's fixed columns must start with exactly ``prev || be64(expected)``: one
     comparison checks the link and the seq, and only a failing row is taken apart to say
     which of them broke. `tails` keeps the rendered end of recent records."""
+    try:
+        return _check(rows, expected, prev, tails)
+    except TypeError:  # a column that is NULL (its NOT NULL dropped): not what was hashed
+        null = next((i for i, row in enumerate(rows) if None in row), None)
+        if null is None:
+            raise
+        expected, prev, bad = _check(rows[:null], expected, prev, tails)
+        return expected, prev, bad or "hash mismatch"
+
+
+def _check(
+    rows: list[tuple[bytes, bytes, bytes]], expected: int, prev: bytes, tails: dict[bytes, bytes]
+) -> tuple[int, bytes, str | None]:
     sha256 = hashlib.sha256
     want = prev + expected.to_bytes(8, "big")
     for stored, fixed, content in rows:
