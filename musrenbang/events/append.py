@@ -1,16 +1,20 @@
 """The append path: a batch of events to one log, atomically, hash-chained.
 
-One call to the database function ``audit.append`` (migrations 0003, 0010) does the whole
-append: it locks the log's head row, refuses keys already recorded and streams not at the
-expected version, chains and inserts the events, moves the head and updates the read
-models. Inside a caller's transaction it is one statement of that transaction (helpers
-never commit); on a connection in autocommit mode (:class:`EventWriter`, the
-application's path) that one statement is the transaction: one round trip.
+One call to the database function ``audit.append`` (migrations 0003, 0010, 0011) does the
+whole append: it waits its turn in the log's queue, locks the log's head row, refuses keys
+already recorded and streams not at the expected version, chains and inserts the events,
+moves the head and updates the read models. Inside a caller's transaction it is one
+statement of that transaction (helpers never commit); on a connection in autocommit mode
+(:class:`EventWriter`, the application's path) that one statement is the transaction: one
+round trip.
 
 Why the lock: appends to one log must be serialized for ``seq`` to be gapless and in
 commit order. A writer holds the head row from its first statement to its commit, so the
 next writer reads the head only after that commit; a reader tailing ``seq`` can therefore
-never see seq n+1 committed while seq n is still in flight.
+never see seq n+1 committed while seq n is still in flight. Writers wait for the head in a
+queue of the log's own (a transaction-scoped advisory lock each function takes first, also
+held to the commit): a row lock is a poor queue when many wait, each waiter rechecking the
+row's newer version when it wakes (migration 0011).
 
 The read models are folded in Python (the reducers in ``domain/records.py``), so the call
 carries rows planned from what this process last saw of each stream: its last hash,

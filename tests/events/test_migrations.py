@@ -1,5 +1,6 @@
-"""Revision 0010 down and up again on a log with events: nothing recorded is lost, every
-column still says what its content says, and the chain verifies at each step."""
+"""Revisions 0010 and 0011 down and up again on a log with events: nothing recorded is lost,
+every column still says what its content says, the chain verifies at each step, and
+appends queue for their log exactly when 0011 is in place."""
 
 from __future__ import annotations
 
@@ -61,3 +62,35 @@ def test_revision_0010_goes_down_and_up_keeping_the_log(owner_db: URL) -> None:
     _alembic(owner_db, "upgrade", "head")
     asyncio.run(_append(owner_db, "c"))
     assert asyncio.run(_state(owner_db)) == (9, 0, True)
+
+
+async def _waits_for_the_queue(owner: URL, tag: str) -> bool:
+    """Whether an append to 36.71 waits while another transaction holds the log's queue
+    (revision 0011); it is written either way once the holder lets go."""
+    engine = create_engine(owner)
+    writer = EventWriter(app_url(owner, APP_USER, APP_PASSWORD))
+    try:
+        async with engine.begin() as holder:
+            await holder.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended('musrenbang.append:36.71', 0))")
+            )
+            single = asyncio.create_task(writer.append("36.71", [submitted(f"{tag}1")]))
+            done, _ = await asyncio.wait([single], timeout=0.5)
+        await asyncio.wait_for(single, 10)
+        return not done
+    finally:
+        await writer.aclose()
+        await engine.dispose()
+
+
+def test_revision_0011_queues_appends_and_goes_down_and_up(owner_db: URL) -> None:
+    asyncio.run(_append(owner_db, "a"))
+    assert asyncio.run(_waits_for_the_queue(owner_db, "q"))
+    _alembic(owner_db, "downgrade", "0010")  # the head row's lock alone
+    assert not asyncio.run(_waits_for_the_queue(owner_db, "r"))
+    asyncio.run(_append(owner_db, "b"))
+    assert asyncio.run(_state(owner_db)) == (8, 0, True)
+    _alembic(owner_db, "upgrade", "head")
+    assert asyncio.run(_waits_for_the_queue(owner_db, "s"))
+    asyncio.run(_append(owner_db, "c"))
+    assert asyncio.run(_state(owner_db)) == (12, 0, True)

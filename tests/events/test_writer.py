@@ -447,3 +447,46 @@ async def test_appends_that_queue_meanwhile_go_in_one_transaction_and_fail_alone
         assert stamps == 1  # the first half of the group: one transaction
         assert (await verify_all(conn)).checked == 2 + 1 + 10 + 2
     await _assert_read_models_follow_the_log(engine)
+
+
+_QUEUE = "SELECT pg_advisory_xact_lock(hashtextextended('musrenbang.append:' || :log, 0))"
+
+
+async def test_appends_to_one_log_queue_for_it_and_leave_other_logs_alone(
+    engine: AsyncEngine, owner_engine: AsyncEngine
+) -> None:
+    # Writers of one log wait in its queue (a transaction-scoped advisory lock the append
+    # functions take first), whichever function they call: one event alone, a batch, or a
+    # full check inside a caller's transaction. Another log's writers do not wait, and
+    # when the queue's holder lets go, every waiter is written, gapless.
+    writers = [EventWriter(engine.url) for _ in range(3)]
+    try:
+        await writers[0].append("36.71", [submitted("a")])
+        async with owner_engine.begin() as holder:
+            await holder.execute(text(_QUEUE), {"log": "36.71"})
+
+            async def in_transaction() -> None:
+                async with engine.begin() as conn:
+                    await append_events(conn, "36.71", [decided("a", "ProposalAccepted", 1)])
+
+            waiting = [
+                asyncio.create_task(writers[0].append("36.71", [submitted("b")])),
+                asyncio.create_task(writers[1].append("36.71", [submitted("c"), submitted("d")])),
+                asyncio.create_task(in_transaction()),
+            ]
+            other = await asyncio.wait_for(writers[2].append("36.72", [submitted("e")]), 10)
+            assert other[0].seq == 1
+            await asyncio.sleep(0.3)
+            assert not any(w.done() for w in waiting)
+            async with engine.connect() as conn:
+                count = "SELECT count(*) FROM audit.events WHERE log_id = '36.71'"
+                assert (await conn.execute(text(count))).scalar() == 1
+        await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    finally:
+        for w in writers:
+            await w.aclose()
+    async with engine.connect() as conn:
+        seqs = "SELECT seq FROM audit.events WHERE log_id = '36.71' ORDER BY seq"
+        assert list((await conn.execute(text(seqs))).scalars()) == [1, 2, 3, 4, 5]
+        assert (await verify_all(conn)).ok
+        assert (await verify_read_models(conn)).ok
