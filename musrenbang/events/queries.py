@@ -335,15 +335,19 @@ def _entry(event: Any) -> dict[str, Any]:
     }
 
 
+# `payload` is computed from the content each time a query names it (a virtual column,
+# revision 0012): a query that reads it more than once a row takes it once, in a subquery
+# that OFFSET 0 keeps from being merged into the outer one.
 _FUNNEL = text("""
-SELECT payload->>'stage' AS stage, type,
-       coalesce(payload->>'reason_code', payload->>'reason') AS reason, count(DISTINCT stream) AS n
-  FROM audit.events
- WHERE cycle_id = :c AND stream LIKE 'proposal:%'
-   AND type IN ('ProposalSubmitted', 'PokirSubmitted', 'ProposalForwarded', 'ProposalIncluded',
-                'ProposalRejected', 'ProposalDeferred', 'ProposalMerged', 'ProposalNotAccommodated',
-                'ProposalNotDeliberated')
-   AND NOT (type = 'ProposalMerged' AND payload ? 'absorbed')
+SELECT p->>'stage' AS stage, type,
+       coalesce(p->>'reason_code', p->>'reason') AS reason, count(DISTINCT stream) AS n
+  FROM (SELECT stream, type, payload AS p FROM audit.events
+         WHERE cycle_id = :c AND stream LIKE 'proposal:%'
+           AND type IN ('ProposalSubmitted', 'PokirSubmitted', 'ProposalForwarded',
+                        'ProposalIncluded', 'ProposalRejected', 'ProposalDeferred',
+                        'ProposalMerged', 'ProposalNotAccommodated', 'ProposalNotDeliberated')
+        OFFSET 0) e
+ WHERE NOT (type = 'ProposalMerged' AND p ? 'absorbed')
  GROUP BY 1, 2, 3
 """)
 _ARRIVED = text("""
@@ -377,8 +381,9 @@ async def funnel(conn: AsyncConnection, cycle_id: str, stages: list[str]) -> lis
 
 _NO_ANCESTOR = text("""
 WITH ev AS (
-    SELECT stream, version, type, payload->>'stage' AS stage, payload->>'to_stage' AS to_stage
-      FROM audit.events WHERE cycle_id = :c AND stream LIKE 'proposal:%'),
+    SELECT stream, version, type, p->>'stage' AS stage, p->>'to_stage' AS to_stage
+      FROM (SELECT stream, version, type, payload AS p FROM audit.events
+             WHERE cycle_id = :c AND stream LIKE 'proposal:%' OFFSET 0) e),
 first_at AS (SELECT stream, stage, min(version) AS v FROM ev WHERE stage IS NOT NULL GROUP BY 1, 2)
 SELECT f.stream, f.stage FROM first_at f
  WHERE NOT EXISTS (SELECT 1 FROM ev e WHERE e.stream = f.stream AND e.version < f.v
@@ -397,12 +402,12 @@ SELECT item, (SELECT e.type || ':' || coalesce(e.payload->>'stage', '') FROM aud
 
 
 _AFTER_ESCALATION = text("""
-SELECT s.stream, s.payload->>'stage' AS stage, s.payload->>'unit' AS unit, s.seq,
-       min(e.seq) AS escalated_seq
-  FROM audit.events s
+SELECT s.stream, s.stage, s.unit, s.seq, min(e.seq) AS escalated_seq
+  FROM (SELECT stream, seq, p->>'stage' AS stage, p->>'unit' AS unit
+          FROM (SELECT stream, seq, payload AS p FROM audit.events
+                 WHERE cycle_id = :c AND type = 'ProposalSubmitted' OFFSET 0) x) s
   JOIN audit.events e ON e.type = 'EscalationRaised' AND e.seq < s.seq
-   AND e.stream = 'forum:' || :c || '-' || (s.payload->>'stage') || '-' || (s.payload->>'unit')
- WHERE s.cycle_id = :c AND s.type = 'ProposalSubmitted'
+   AND e.stream = 'forum:' || :c || '-' || s.stage || '-' || s.unit
  GROUP BY 1, 2, 3, 4 ORDER BY 4
 """)
 _DUPLICATES = text("""

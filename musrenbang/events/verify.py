@@ -184,7 +184,7 @@ async def verify_all(
 # -- read models -----------------------------------------------------------------------
 
 _STREAM_EVENTS = (
-    "SELECT stream, seq, version, type, payload, content FROM audit.events"
+    "SELECT stream, seq, version, type, cycle_id, idempotency_key, content FROM audit.events"
     " WHERE log_id = %s AND stream LIKE %s ORDER BY stream, version"
 )
 _MODEL_ROWS = (
@@ -261,13 +261,20 @@ async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadM
         await cur.execute(_STREAM_EVENTS, (log_id, f"{kind}:%"))
         current: str | None = None
         while rows := await cur.fetchmany(BATCH):
-            for stream, seq, version, type_, payload, content in rows:
+            for stream, seq, version, type_, cycle_id, key, content in rows:
                 ident = stream.split(":", 1)[1]
                 # The fold goes by the content (what is hashed); the columns it is found
-                # by must say the same, or a query would show what the evidence does not.
+                # by must say the same, or a query would show what the evidence does not
+                # (`payload` and `actor` are computed from the content: they cannot differ).
                 event = orjson.loads(content)
-                said = (event.get("stream"), event.get("type"), event.get("payload"))
-                if said != (stream, type_, payload):
+                metadata = event.get("metadata")
+                said = (
+                    event.get("stream"),
+                    event.get("type"),
+                    metadata.get("cycle_id") if isinstance(metadata, dict) else None,
+                    event.get("idempotency_key"),
+                )
+                if said != (stream, type_, cycle_id, key):
                     return ReadModelCheck(
                         False,
                         checked,
@@ -280,7 +287,7 @@ async def _check_model(driver: Any, log_id: str, kind: str, model: Any) -> ReadM
                     if bad:
                         return bad
                 before = folded.get(ident, (None, 0, 0))[0]
-                folded[ident] = (model.evolve(before, said[1], said[2]), version, seq)
+                folded[ident] = (model.evolve(before, type_, event.get("payload")), version, seq)
                 current = ident
                 checked += 1
     bad = await compare()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import URL, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from musrenbang.events.append import append_events
@@ -176,7 +177,11 @@ def test_a_recorded_at_no_record_can_say_is_a_hash_mismatch(seeded: URL, moment:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("payload", '\'{"reason": "forged"}\'::jsonb'), ("type", "'ProposalRejected'")],
+    [
+        ("type", "'ProposalRejected'"),
+        ("cycle_id", "'36.71-1999'"),
+        ("idempotency_key", "'forged-key'"),
+    ],
 )
 def test_a_queried_column_changed_apart_from_its_content_is_named(
     seeded: URL, column: str, value: str
@@ -203,3 +208,33 @@ def test_a_queried_column_changed_apart_from_its_content_is_named(
     assert chain  # the hashed content is untouched
     assert not found.ok
     assert found.problem == "the columns of seq 2 say other than its content, which the hash covers"
+
+
+@pytest.mark.parametrize("column", ["payload", "actor"])
+def test_payload_and_actor_cannot_say_other_than_the_content(seeded: URL, column: str) -> None:
+    """`payload` and `actor` are computed from the hashed content whenever they are read:
+    the database refuses to set them apart from it, even to its owner with the guards off."""
+
+    async def go() -> None:
+        engine = create_engine(seeded, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await _exec_raw(conn, UNGUARD)
+                with pytest.raises(DBAPIError, match="can only be updated to DEFAULT"):
+                    await conn.execute(
+                        text(f"UPDATE audit.events SET {column} = '{{}}'::jsonb WHERE seq = 2")
+                    )
+                await conn.rollback()
+                said = (
+                    await conn.execute(
+                        text(
+                            f"SELECT {column} = (content::jsonb)->'{column}' AS same,"
+                            f" {column} IS NOT NULL AS present FROM audit.events WHERE seq = 2"
+                        )
+                    )
+                ).one()
+                assert said.same and said.present
+        finally:
+            await engine.dispose()
+
+    asyncio.run(go())

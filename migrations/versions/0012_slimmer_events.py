@@ -1,0 +1,150 @@
+"""A smaller row and one index fewer for every event; a batch may be sent in parts.
+
+Measured on the append path, an event's row and its indexes were most of what the server
+wrote and did: about 1.2 kB of row (the content, and beside it `payload` and `actor` as
+jsonb copies of parts of it, 30% of the row) and five index entries.
+
+- `payload` and `actor` become virtual generated columns (PostgreSQL 18): computed from
+  `content` when read, never stored. They keep their names and type, every query reads
+  them as before, and they can no longer say anything but what the hashed content says.
+- The indexes by type and by cycle become one, by cycle and type: every query that filters
+  by type also names the cycle or the stream, and a page of one log by type alone walks
+  the log's own key.
+- `audit.append` takes `"strict": true` in its batch document: where it would answer why
+  it writes nothing (a key already recorded, a stream not at the expected version, a guess
+  that does not hold) it raises instead (SQLSTATE MR010). A writer that sends the parts of
+  one batch in one transaction without waiting for each answer (a pipeline) needs that: a
+  part that cannot be written must abort the transaction, so that its COMMIT writes none
+  of the batch rather than the parts before it.
+
+The append functions still parse each content once, as jsonb (which refuses what a jsonb
+column could not hold, so every virtual column can always be read), and take the stored
+columns from it.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-06
+"""
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+VIRTUAL = {
+    "payload": "((content::jsonb) -> 'payload')",
+    "actor": "((content::jsonb) -> 'actor')",
+}
+
+STRICT = """
+        IF FOUND THEN
+            -- A part of a pipelined batch: a reason to write nothing aborts the
+            -- transaction, so that its COMMIT writes none of the other parts either.
+            IF coalesce((p_batch->>'strict')::boolean, false) THEN
+                RAISE EXCEPTION 'log %: this part of a batch cannot be written as it is',
+                    p_log_id USING ERRCODE = 'MR010',
+                    HINT = 'The writer sends the batch again with the full check.';
+            END IF;
+            RETURN;
+        END IF;"""
+
+
+def _revision(filename: str) -> ModuleType:
+    """An earlier revision's module, for the texts it keeps."""
+    spec = importlib.util.spec_from_file_location(
+        filename.removesuffix(".py"), Path(__file__).with_name(filename)
+    )
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"revision {filename} is missing beside this one")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _replaced(text: str, old: str, new: str) -> str:
+    if text.count(old) != 1:
+        raise RuntimeError(f"revision 0011's append functions are not as expected: {old!r}")
+    return text.replace(old, new)
+
+
+def _slim(function: str) -> str:
+    """An append function of revision 0011 that writes neither `payload` nor `actor`."""
+    function = _replaced(
+        function,
+        "idempotency_key, stream, type, cycle_id, payload, actor)",
+        "idempotency_key, stream, type, cycle_id)",
+    )
+    function = _replaced(
+        function,
+        " metadata jsonb, payload jsonb, actor jsonb)",
+        " metadata jsonb)",
+    )
+    if "audit.append(" in function:
+        function = _replaced(
+            function,
+            "r.metadata->>'cycle_id', r.payload,\n               r.actor\n",
+            "r.metadata->>'cycle_id'\n",
+        )
+        return _replaced(
+            function,
+            "\n        IF FOUND THEN\n            RETURN;\n        END IF;",
+            STRICT,
+        )
+    return _replaced(
+        function,
+        "c.metadata->>'cycle_id',\n           c.payload, c.actor\n",
+        "c.metadata->>'cycle_id'\n",
+    )
+
+
+def upgrade() -> None:
+    r0011 = _revision("0011_append_queue.py")
+    functions = r0011._functions(queued=True)
+    driver = op.get_bind().connection.driver_connection
+    # The functions name the columns that go: replaced first, in the same transaction.
+    for function in functions:
+        driver.execute(_slim(function))
+    driver.execute(
+        "ALTER TABLE audit.events DROP COLUMN payload, DROP COLUMN actor, "
+        + ", ".join(
+            f"ADD COLUMN {name} jsonb GENERATED ALWAYS AS ({expression}) VIRTUAL"
+            for name, expression in VIRTUAL.items()
+        )
+    )
+    driver.execute("DROP INDEX audit.events_type_idx, audit.events_cycle_idx")
+    driver.execute(
+        "CREATE INDEX events_cycle_type_idx ON audit.events (cycle_id, type, log_id, seq)"
+        " WHERE cycle_id IS NOT NULL"
+    )
+
+
+def downgrade() -> None:
+    """Stored `payload` and `actor` again (filled from the content as the table is
+    rewritten), the two indexes, and the functions as revision 0011 left them."""
+    r0011 = _revision("0011_append_queue.py")
+    driver = op.get_bind().connection.driver_connection
+    driver.execute(
+        "ALTER TABLE audit.events DROP COLUMN payload, DROP COLUMN actor, "
+        + ", ".join(
+            f"ADD COLUMN {name} jsonb GENERATED ALWAYS AS ({expression}) STORED"
+            for name, expression in VIRTUAL.items()
+        )
+    )
+    driver.execute(
+        "ALTER TABLE audit.events "
+        + ", ".join(f"ALTER COLUMN {name} DROP EXPRESSION" for name in VIRTUAL)
+    )
+    driver.execute("DROP INDEX audit.events_cycle_type_idx")
+    driver.execute("CREATE INDEX events_type_idx ON audit.events (type, log_id, seq)")
+    driver.execute(
+        "CREATE INDEX events_cycle_idx ON audit.events (cycle_id, log_id, seq)"
+        " WHERE cycle_id IS NOT NULL"
+    )
+    for function in r0011._functions(queued=True):
+        driver.execute(function)
