@@ -74,6 +74,11 @@ _FOLD = (
     " ORDER BY stream, version"
 )
 _ATTEMPTS = 8  # a guess goes stale only when another writer wins the same stream
+# A batch of this many events or more is sent in two parts, pipelined (`_Batch.pipelined`).
+PIPELINE_FROM = 40
+# What `audit.append` raises for a part of a pipelined batch whose guess does not hold
+# (migration 0012).
+_STALE = "MR010"
 
 
 @dataclass(frozen=True)
@@ -300,12 +305,24 @@ class _Batch:
     def __init__(self, log_id: str, events: Sequence[NewEvent], expected: dict[str, int]) -> None:
         self.log_id = log_id
         self.events = events
-        self.contents = [e.content(log_id) for e in events]
+        self._contents: list[str | None] = [None] * len(events)
         self.expected = expected
         self.answers: list[Appended | None] = [None] * len(events)
 
     def results(self) -> list[Appended]:
         return [r for r in self.answers if r is not None]
+
+    def contents(self, indexes: Sequence[int]) -> list[str]:
+        """These events' canonical JSON texts, each built once, when first needed: a
+        pipelined batch builds its second part's while the server writes its first."""
+        built = self._contents
+        out = []
+        for i in indexes:
+            content = built[i]
+            if content is None:
+                content = built[i] = self.events[i].content(self.log_id)
+            out.append(content)
+        return out
 
     async def run(self, driver: Any, *, again: bool) -> bool:
         """Calls `audit.append` until the batch is written (true), or, unless `again`, until
@@ -316,6 +333,12 @@ class _Batch:
         for one event goes to `audit.append_one` (migration 0004); any refusal turns the
         full check on for the calls after."""
         fast = not again
+        if fast and not any(_SEEN.get(s).version != v for s, v in self.expected.items()):
+            parts = _parts(self.events)
+            if parts is not None:
+                if await self.pipelined(driver, parts):
+                    return True
+                fast = False  # nothing was written; look properly from now on
         for _ in range(_ATTEMPTS):
             todo = [i for i, answer in enumerate(self.answers) if answer is None]
             if not todo:
@@ -328,14 +351,14 @@ class _Batch:
             check = not fast or any(guesses[s].version != v for s, v in self.expected.items())
             if not check and len(batch) == 1:
                 statement, arguments = _one_arguments(
-                    self.log_id, self.contents[todo[0]], guesses[batch[0].stream], batch[0], planned
+                    self.log_id, self.contents(todo)[0], guesses[batch[0].stream], batch[0], planned
                 )
             else:
                 statement = _APPEND
                 arguments = _arguments(
                     self.log_id,
                     batch,
-                    [self.contents[i] for i in todo],
+                    self.contents(todo),
                     self.expected,
                     guesses,
                     planned,
@@ -359,22 +382,16 @@ class _Batch:
                 continue
             outcomes = {row[0] for row in rows}
             if outcomes == {"appended"}:
-                for row in rows:
-                    _, position, _, seq, hash_, version, recorded_at, _ = row
-                    self.answers[todo[position - 1]] = Appended(
-                        seq, bytes(hash_), version, recorded_at, replayed=False
-                    )
-                states = {row.stream: row.state for row in planned}
-                last = {row[2]: row for row in rows}  # in order: each stream's last event
-                for stream, row in last.items():
-                    _SEEN.put(stream, _Guess(bytes(row[4]), row[5], states.get(stream)))
+                self.written(todo, planned, rows)
                 return True
             fast = False  # the call found a reason to write nothing
             if "known" in outcomes:
                 for row in rows:
                     if row[0] == "known":
                         index = todo[row[1] - 1]
-                        self.answers[index] = _replay(row, self.events[index], self.contents[index])
+                        self.answers[index] = _replay(
+                            row, self.events[index], self.contents([index])[0]
+                        )
                 left = {
                     e.stream for e, a in zip(self.events, self.answers, strict=True) if a is None
                 }
@@ -390,6 +407,101 @@ class _Batch:
                     return False
         return False
 
+    def written(self, todo: Sequence[int], planned: Sequence[Planned], rows: Sequence[Any]) -> None:
+        """Takes the answer of a call that appended the events `todo` (in order), and
+        what their streams now are as this process's guesses."""
+        for row in rows:
+            _, position, _, seq, hash_, version, recorded_at, _ = row
+            self.answers[todo[position - 1]] = Appended(
+                seq, bytes(hash_), version, recorded_at, replayed=False
+            )
+        states = {row.stream: row.state for row in planned}
+        last = {row[2]: row for row in rows}  # in order: each stream's last event
+        for stream, row in last.items():
+            _SEEN.put(stream, _Guess(bytes(row[4]), row[5], states.get(stream)))
+
+    async def pipelined(self, driver: Any, parts: Sequence[Sequence[int]]) -> bool:
+        """Writes the batch in one transaction of its parts, sent without waiting for each
+        answer (a pipeline: BEGIN, a call of `audit.append` for each part, COMMIT, then one
+        wait), so that the server writes a part while this process builds the next; true
+        when all was written.
+
+        The parts are strict (migration 0012): where the database would answer with a
+        reason to write nothing (a guess that does not hold, a key already recorded), it
+        raises instead, as a version another writer took does, so the transaction is
+        aborted and its COMMIT writes none of the batch. Then (false) nothing was written,
+        and the batch goes the usual way, with the full check.
+        """
+        sent = []
+        try:
+            async with driver.pipeline():
+                await driver.execute("BEGIN")
+                for part in parts:
+                    batch = [self.events[i] for i in part]
+                    guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
+                    planned = plan(batch, {stream: g.state for stream, g in guesses.items()})
+                    arguments = _arguments(
+                        self.log_id,
+                        batch,
+                        self.contents(part),
+                        {},  # the guesses meet the expected versions (see `run`)
+                        guesses,
+                        planned,
+                        check=False,
+                        strict=True,
+                    )
+                    cursor = await driver.execute(_APPEND, arguments, prepare=True, binary=True)
+                    sent.append((part, planned, cursor))
+                await driver.execute("COMMIT")
+        except BaseException as exc:
+            await _abandon(driver)
+            if isinstance(exc, psycopg.errors.UniqueViolation) or (
+                isinstance(exc, psycopg.Error) and exc.sqlstate == _STALE
+            ):
+                return False
+            raise
+        for part, planned, cursor in sent:
+            rows = await cursor.fetchall()
+            if len(rows) != len(part) or {row[0] for row in rows} != {"appended"}:
+                raise EventLogError(f"log {self.log_id}: a part of a batch answered {rows[:1]}")
+            self.written(part, planned, rows)
+        return True
+
+
+def _parts(events: Sequence[NewEvent]) -> list[list[int]] | None:
+    """The batch in two parts to pipeline, in order, no stream in both, the first about a
+    third of it (the server starts on it while the rest is built); None when the batch is
+    small or its streams interleave throughout."""
+    n = len(events)
+    if n < PIPELINE_FROM:
+        return None
+    last = {e.stream: i for i, e in enumerate(events)}
+    cuts = []
+    reach = -1  # the last position of any stream seen so far
+    for i, event in enumerate(events[:-1]):
+        reach = max(reach, last[event.stream])
+        if reach == i:
+            cuts.append(i + 1)
+    near = [c for c in cuts if n // 5 <= c <= n - n // 5]
+    if not near:
+        return None
+    cut = min(near, key=lambda c: abs(c - n // 3))
+    return [list(range(cut)), list(range(cut, n))]
+
+
+async def _abandon(driver: Any) -> None:
+    """Ends a pipelined batch's transaction, writing nothing: rolled back, or, when that
+    fails, the connection closed (the server rolls back what a lost connection held; the
+    writer opens another)."""
+    try:
+        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await driver.execute("ROLLBACK")
+    except psycopg.Error:
+        await driver.close()
+    except asyncio.CancelledError:
+        await driver.close()
+        raise
+
 
 def _arguments(
     log_id: str,
@@ -400,6 +512,7 @@ def _arguments(
     planned: Sequence[Planned],
     *,
     check: bool = True,
+    strict: bool = False,
 ) -> tuple[str, list[str], str]:
     """`audit.append`'s arguments: the log, the contents, and the rest of the batch as one
     JSON document, each event's time and the version it takes if the guesses hold."""
@@ -420,6 +533,8 @@ def _arguments(
         "models": models,
         "check": check,
     }
+    if strict:
+        document["strict"] = True
     return log_id, contents, _json(document)
 
 
