@@ -86,13 +86,13 @@ def raw_rows(events: list[NewEvent], start_seq: int) -> list[tuple[Any, ...]]:
     ]
 
 
-RAW_INSERT = (
+RAW_INSERT = (  # payload and actor are virtual there too (LIKE ... INCLUDING ALL)
     "INSERT INTO public.raw_events (log_id, seq, version, recorded_at, occurred_at, prev_hash,"
-    " hash, content, idempotency_key, stream, type, cycle_id, payload, actor)"
+    " hash, content, idempotency_key, stream, type, cycle_id)"
     " SELECT %s, %s, %s, %s, %s, %s, %s, x.c, r.idempotency_key, r.stream, r.type,"
-    " r.metadata->>'cycle_id', r.payload, r.actor"
+    " r.metadata->>'cycle_id'"
     " FROM (SELECT %s::text AS c) x, jsonb_to_record(x.c::jsonb) AS r(idempotency_key text,"
-    " stream text, type text, metadata jsonb, payload jsonb, actor jsonb)"
+    " stream text, type text, metadata jsonb)"
 )
 
 

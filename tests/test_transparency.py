@@ -118,8 +118,7 @@ async def _rewrite_history(owner_engine: AsyncEngine, *, drop_checkpoints: bool)
             new = leaf_hash(prev, row.seq, record_bytes(content, row.recorded_at, row.version))
             await conn.execute(
                 text(
-                    "UPDATE audit.events SET content = :c,"
-                    " payload = CAST(CAST(:c AS text) AS jsonb)->'payload',"
+                    "UPDATE audit.events SET content = :c,"  # payload follows the content
                     " prev_hash = :p, hash = :h WHERE seq = :s"
                 ),
                 {"c": content, "p": prev, "h": new, "s": row.seq},
