@@ -10,6 +10,10 @@ jsonb copies of parts of it, 30% of the row) and five index entries.
 - The indexes by type and by cycle become one, by cycle and type: every query that filters
   by type also names the cycle or the stream, and a page of one log by type alone walks
   the log's own key.
+- The text columns the log and the read models are indexed by compare bytewise (collation
+  "C") instead of through the C library's C.UTF-8 locale: the same order for UTF-8 text
+  (code points), and equality as before, without a call into the locale for every key
+  compared on every index insert (about 5% of an append's work in the database).
 - `audit.append` takes `"strict": true` in its batch document: where it would answer why
   it writes nothing (a key already recorded, a stream not at the expected version, a guess
   that does not hold) it raises instead (SQLSTATE MR010). A writer that sends the parts of
@@ -103,6 +107,24 @@ def _slim(function: str) -> str:
     )
 
 
+# The indexed text columns that compare bytewise from this revision on.
+BYTEWISE = {
+    "audit.events": ("log_id", "stream", "idempotency_key", "type", "cycle_id"),
+    "audit.logs": ("log_id",),
+    "read.proposals": ("proposal_id", "cycle_id", "stage", "unit"),
+    "read.forums": ("forum_id", "cycle_id", "stage", "unit"),
+    "read.cycles": ("cycle_id",),
+}
+
+
+def _collate(driver: object, collation: str) -> None:
+    for table, columns in BYTEWISE.items():
+        driver.execute(  # type: ignore[attr-defined]
+            f"ALTER TABLE {table} "
+            + ", ".join(f'ALTER COLUMN {c} TYPE text COLLATE "{collation}"' for c in columns)
+        )
+
+
 def upgrade() -> None:
     r0011 = _revision("0011_append_queue.py")
     functions = r0011._functions(queued=True)
@@ -118,6 +140,7 @@ def upgrade() -> None:
         )
     )
     driver.execute("DROP INDEX audit.events_type_idx, audit.events_cycle_idx")
+    _collate(driver, "C")  # rebuilds the indexes on these columns, not the tables
     driver.execute(
         "CREATE INDEX events_cycle_type_idx ON audit.events (cycle_id, type, log_id, seq)"
         " WHERE cycle_id IS NOT NULL"
@@ -141,6 +164,7 @@ def downgrade() -> None:
         + ", ".join(f"ALTER COLUMN {name} DROP EXPRESSION" for name in VIRTUAL)
     )
     driver.execute("DROP INDEX audit.events_cycle_type_idx")
+    _collate(driver, "default")
     driver.execute("CREATE INDEX events_type_idx ON audit.events (type, log_id, seq)")
     driver.execute(
         "CREATE INDEX events_cycle_idx ON audit.events (cycle_id, log_id, seq)"
