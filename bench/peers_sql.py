@@ -7,7 +7,7 @@ each pair and its ratio, and its last line is one JSON object with them all.
 
 Each transaction appends one new usulan's submission:
 - musrenbang: one call of `audit.append_one_proposal`, the statement the application
-  sends for it (head lock and chain, the event with its five indexes, the read-model row);
+  sends for it (head lock and chain, the event with its four indexes, the read-model row);
 - the recorder: its own statements, pipelined as it sends them (`SET LOCAL lock_timeout`,
   `LOCK TABLE ... IN EXCLUSIVE MODE`, `NOTIFY`, the `INSERT ... RETURNING`), in a
   transaction.
