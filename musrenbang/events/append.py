@@ -60,6 +60,9 @@ from musrenbang.events.projections import READ_MODELS, Planned, model_rows, plan
 
 # The contents go as a text[] in binary (%b): as they are, not as JSON strings to escape.
 _APPEND = "SELECT * FROM audit.append(%s, %b::text[], %s::jsonb)"
+# A part of a pipelined batch: strict, so that a reason to write nothing aborts the
+# transaction (migration 0012).
+_APPEND_PART = "SELECT * FROM audit.append(%s, %b::text[], %s::jsonb, true)"
 # One event: `audit.append_one` when it changes no read model, else the function of its
 # read model (migration 0004).
 _APPEND_ONE: dict[str | None, str] = {
@@ -76,9 +79,10 @@ _FOLD = (
 _ATTEMPTS = 8  # a guess goes stale only when another writer wins the same stream
 # A batch of this many events or more is sent in two parts, pipelined (`_Batch.pipelined`).
 PIPELINE_FROM = 40
-# What `audit.append` raises for a part of a pipelined batch whose guess does not hold
+# What `audit.append` raises for a part of a pipelined batch that it cannot write as it is
 # (migration 0012).
 _STALE = "MR010"
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,10 @@ async def append_events(
         raise EventLogError(f"the batch holds idempotency keys more than once: {twice}")
     driver = conn if isinstance(conn, psycopg.AsyncConnection) else await driver_connection(conn)
     batch = _Batch(log_id, events, expected)
-    if await batch.run(driver, again=not driver.autocommit):
+    # Each call its own transaction only in autocommit mode with no transaction open (a
+    # caller's `transaction()` block on such a connection holds one).
+    inside = not driver.autocommit or driver.info.transaction_status != _IDLE
+    if await batch.run(driver, again=inside):
         return batch.results()
     # Outside a transaction a guess can go stale again between the fold and the next call;
     # inside one, the first call holds the log's head until the commit, so nothing can.
@@ -445,33 +452,44 @@ class _Batch:
         and the batch goes the usual way, with the full check.
         """
         sent = []
+        refused: psycopg.Error | None = None
         try:
-            async with driver.pipeline():
-                await driver.execute("BEGIN")
-                for part in parts:
-                    batch = [self.events[i] for i in part]
-                    guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
-                    planned = plan(batch, {stream: g.state for stream, g in guesses.items()})
-                    arguments = _arguments(
-                        self.log_id,
-                        batch,
-                        self.contents(part),
-                        {},  # the guesses meet the expected versions (see `run`)
-                        guesses,
-                        planned,
-                        check=False,
-                        strict=True,
-                    )
-                    cursor = await driver.execute(_APPEND, arguments, prepare=True, binary=True)
-                    sent.append((part, planned, cursor))
-                await driver.execute("COMMIT")
-        except BaseException as exc:
+            async with driver.pipeline() as pipeline:
+                try:
+                    await driver.execute("BEGIN")
+                    for part in parts:
+                        batch = [self.events[i] for i in part]
+                        guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
+                        planned = plan(batch, {stream: g.state for stream, g in guesses.items()})
+                        arguments = _arguments(
+                            self.log_id,
+                            batch,
+                            self.contents(part),
+                            {},  # the guesses meet the expected versions (see `run`)
+                            guesses,
+                            planned,
+                            check=False,
+                        )
+                        cursor = await driver.execute(
+                            _APPEND_PART, arguments, prepare=True, binary=True
+                        )
+                        sent.append((part, planned, cursor))
+                    await driver.execute("COMMIT")
+                    await pipeline.sync()
+                except psycopg.Error as exc:
+                    refused = exc
+                    # The server skips what was sent after the refusal, up to a sync:
+                    # those answers are taken here, so that the pipeline ends cleanly.
+                    with contextlib.suppress(psycopg.Error):
+                        await pipeline.sync()
+        except BaseException:
             await _abandon(driver)
-            if isinstance(exc, psycopg.errors.UniqueViolation) or (
-                isinstance(exc, psycopg.Error) and exc.sqlstate == _STALE
-            ):
-                return False
             raise
+        if refused is not None:
+            await _abandon(driver)
+            if isinstance(refused, psycopg.errors.UniqueViolation) or refused.sqlstate == _STALE:
+                return False
+            raise refused
         for part, planned, cursor in sent:
             rows = await cursor.fetchall()
             if len(rows) != len(part) or {row[0] for row in rows} != {"appended"}:
@@ -502,17 +520,26 @@ def _parts(events: Sequence[NewEvent]) -> list[list[int]] | None:
 
 
 async def _abandon(driver: Any) -> None:
-    """Ends a pipelined batch's transaction, writing nothing: rolled back, or, when that
-    fails, the connection closed (the server rolls back what a lost connection held; the
-    writer opens another)."""
-    try:
-        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            await driver.execute("ROLLBACK")
-    except psycopg.Error:
-        await driver.close()
-    except asyncio.CancelledError:
-        await driver.close()
-        raise
+    """Ends a pipelined batch's transaction, writing nothing: rolled back, or, when it is
+    in no state to be (a statement still running, a pipeline left half-ended by a second
+    cancellation) or the rollback fails or takes long, the connection closed: the server
+    then rolls back what it held, and the writer opens another."""
+    status = driver.info.transaction_status
+    if status == _IDLE:
+        return
+    if status in (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR):
+        try:
+            await asyncio.wait_for(driver.execute("ROLLBACK"), _ROLLBACK_SECONDS)
+            return
+        except (psycopg.Error, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            await driver.close()
+            raise
+    await driver.close()
+
+
+_ROLLBACK_SECONDS = 10
 
 
 def _arguments(
@@ -524,7 +551,6 @@ def _arguments(
     planned: Sequence[Planned],
     *,
     check: bool = True,
-    strict: bool = False,
 ) -> tuple[str, list[str], str]:
     """`audit.append`'s arguments: the log, the contents, and the rest of the batch as one
     JSON document, each event's time and the version it takes if the guesses hold."""
@@ -545,8 +571,6 @@ def _arguments(
         "models": models,
         "check": check,
     }
-    if strict:
-        document["strict"] = True
     return log_id, contents, _json(document)
 
 

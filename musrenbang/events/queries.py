@@ -595,10 +595,10 @@ async def forum_proposal_events(
     rows = await conn.execute(
         text(
             "WITH held AS ("
-            " SELECT DISTINCT stream FROM audit.events WHERE cycle_id = :c"
-            " AND starts_with(stream, 'proposal:') AND payload->>'stage' = :s"
-            " AND payload->>'unit' = :u"
-            " AND (CAST(:through AS bigint) IS NULL OR seq <= :through)"
+            " SELECT DISTINCT stream FROM (SELECT stream, payload AS p FROM audit.events"
+            " WHERE cycle_id = :c AND starts_with(stream, 'proposal:')"
+            " AND (CAST(:through AS bigint) IS NULL OR seq <= :through) OFFSET 0) e"
+            " WHERE p->>'stage' = :s AND p->>'unit' = :u"
             " UNION SELECT 'proposal:' || x FROM unnest(CAST(:incoming AS text[])) AS x)"
             " SELECT stream, type, payload, seq FROM audit.events"
             " WHERE stream IN (SELECT stream FROM held)"

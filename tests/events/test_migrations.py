@@ -1,11 +1,13 @@
-"""Revisions 0010 and 0011 down and up again on a log with events: nothing recorded is lost,
-every column still says what its content says, the chain verifies at each step, and
-appends queue for their log exactly when 0011 is in place."""
+"""Revisions 0010, 0011 and 0012 down and up again on a log with events: nothing recorded is
+lost, every column still says what its content says, the chain verifies at each step,
+appends queue for their log exactly when 0011 is in place, and 0012 refuses a log it
+could not read."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 from alembic import command
 from sqlalchemy import URL, text
 
@@ -94,3 +96,61 @@ def test_revision_0011_queues_appends_and_goes_down_and_up(owner_db: URL) -> Non
     assert asyncio.run(_waits_for_the_queue(owner_db, "s"))
     asyncio.run(_append(owner_db, "c"))
     assert asyncio.run(_state(owner_db)) == (12, 0, True)
+
+
+async def _columns(owner: URL) -> dict[str, str]:
+    """How `payload` is held (stored or virtual) and the collation `stream` compares by."""
+    engine = create_engine(owner)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT a.attname, a.attgenerated, coalesce(c.collname, '') AS coll"
+                    " FROM pg_attribute a LEFT JOIN pg_collation c ON c.oid = a.attcollation"
+                    " WHERE a.attrelid = 'audit.events'::regclass"
+                    " AND a.attname IN ('payload', 'stream') AND NOT a.attisdropped"
+                )
+            )
+            return {r.attname: r.attgenerated or r.coll for r in rows}
+    finally:
+        await engine.dispose()
+
+
+def test_revision_0012_goes_down_and_up_keeping_the_log(owner_db: URL) -> None:
+    asyncio.run(_append(owner_db, "a"))
+    assert asyncio.run(_columns(owner_db)) == {"payload": "v", "stream": "C"}
+    _alembic(owner_db, "downgrade", "0011")  # payload stored again, filled from the content
+    assert asyncio.run(_columns(owner_db)) == {"payload": "", "stream": "default"}
+    assert asyncio.run(_state(owner_db)) == (3, 0, True)
+    asyncio.run(_append(owner_db, "b"))
+    _alembic(owner_db, "upgrade", "head")
+    assert asyncio.run(_columns(owner_db)) == {"payload": "v", "stream": "C"}
+    asyncio.run(_append(owner_db, "c"))
+    assert asyncio.run(_state(owner_db)) == (9, 0, True)
+
+
+def test_revision_0012_refuses_a_log_holding_a_content_jsonb_cannot(owner_db: URL) -> None:
+    """A content recorded before revision 0010 was parsed as json only; one that jsonb
+    refuses (an escaped NUL) would leave a payload nobody could read: the upgrade stops
+    and names it."""
+    _alembic(owner_db, "downgrade", "0011")
+
+    async def record() -> None:
+        engine = create_engine(owner_db)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO audit.events (log_id, seq, content, version, recorded_at,"
+                        " occurred_at, prev_hash, hash) VALUES ('36.71', 7, :c, 1, now(), now(),"
+                        " decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex'))"
+                    ),
+                    {"c": '{"payload":{"masalah":"a\\u0000b"},"stream":"proposal:x"}'},
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(record())
+    with pytest.raises(RuntimeError, match=r"log 36\.71, seq 7: its content does not parse"):
+        _alembic(owner_db, "upgrade", "head")
+    assert asyncio.run(_columns(owner_db)) == {"payload": "", "stream": "default"}

@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from musrenbang.events import append as append_module
-from musrenbang.events.append import EventWriter, _parts
+from musrenbang.events.append import EventWriter, _parts, append_events
+from musrenbang.events.db import conninfo
 from musrenbang.events.errors import InvalidEvent
 from musrenbang.events.model import NewEvent
 from musrenbang.events.verify import verify_all, verify_read_models
@@ -165,25 +166,34 @@ async def test_an_invalid_event_in_the_second_part_writes_nothing(
 async def test_a_strict_part_whose_guess_does_not_hold_raises(
     engine: AsyncEngine, writer: EventWriter
 ) -> None:
-    """`audit.append` with `"strict": true` (migration 0012) raises MR010 where it would
-    otherwise answer `stale`, so a pipelined transaction cannot commit its other parts."""
+    """`audit.append` called strict (migration 0012) raises MR010 where it would otherwise
+    answer `stale`, so a pipelined transaction cannot commit its other parts."""
     await writer.append("36.71", [submitted("e")])
     batch = [decided("e", "ProposalAccepted", 1), decided("e", "ProposalPrioritized", 2)]
     wrong = {"proposal:e": append_module._Guess(bytes(32), 1, None)}
     planned = append_module.plan(batch, {"proposal:e": None})
     contents = [e.content("36.71") for e in batch]
+    arguments = append_module._arguments("36.71", batch, contents, {}, wrong, planned, check=False)
     conn = await writer._connection("36.71")
-    for strict in (False, True):
-        arguments = append_module._arguments(
-            "36.71", batch, contents, {}, wrong, planned, check=False, strict=strict
-        )
-        if strict:
-            with pytest.raises(psycopg.Error) as refused:
-                await conn.execute(append_module._APPEND, arguments, binary=True)
-            assert refused.value.sqlstate == "MR010"
-        else:
-            rows = await (
-                await conn.execute(append_module._APPEND, arguments, binary=True)
-            ).fetchall()
-            assert [row[0] for row in rows] == ["stale"]
+    rows = await (await conn.execute(append_module._APPEND, arguments, binary=True)).fetchall()
+    assert [row[0] for row in rows] == ["stale"]
+    with pytest.raises(psycopg.Error) as refused:
+        await conn.execute(append_module._APPEND_PART, arguments, binary=True)
+    assert refused.value.sqlstate == "MR010"
     assert len(await _log(engine)) == 1
+
+
+async def test_inside_a_transaction_a_batch_is_not_pipelined(
+    engine: AsyncEngine, pipelined: list[tuple[int, bool]]
+) -> None:
+    """A connection in autocommit mode with a transaction of its caller's open: the batch
+    is one statement of that transaction, which its caller commits or rolls back."""
+    async with await psycopg.AsyncConnection.connect(
+        conninfo(engine.url), autocommit=True, options="-c timezone=UTC"
+    ) as conn:
+        async with conn.transaction(force_rollback=True):
+            answers = await append_events(conn, "36.71", usulan("f", 10))
+            assert len(answers) == 100
+        assert pipelined == []
+        rows = await (await conn.execute("SELECT count(*) FROM audit.events")).fetchone()
+        assert rows == (0,)  # rolled back with its caller's transaction
