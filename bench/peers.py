@@ -234,13 +234,12 @@ def _process(side: str, owner: URL, tag: str, start: int, n: int, barrier: Any, 
             writer = EventWriter(app_url(owner, *APP))
             mine = [event(tag, start + s, 0) for s in range(n)]
             await writer.append(LOG, [event(f"{tag}-warm", start, 0)])
-            gc.collect()
-            gc.freeze()
-            barrier.wait()
-            began = time.monotonic()
-            for e in mine:
-                await writer.append(LOG, [e])
-            spans.put((began, time.monotonic()))
+            with inputs_frozen():
+                barrier.wait()
+                began = time.monotonic()
+                for e in mine:
+                    await writer.append(LOG, [e])
+                spans.put((began, time.monotonic()))
             await writer.aclose()
 
         asyncio.run(write())
@@ -248,13 +247,12 @@ def _process(side: str, owner: URL, tag: str, start: int, n: int, barrier: Any, 
         peer = recorder(owner)
         theirs = [peer_event(event(tag, start + s, 0)) for s in range(n)]
         peer.insert_events([peer_event(event(f"{tag}-warm", start, 0))])
-        gc.collect()
-        gc.freeze()
-        barrier.wait()
-        began = time.monotonic()
-        for e in theirs:
-            peer.insert_events([e])
-        spans.put((began, time.monotonic()))
+        with inputs_frozen():
+            barrier.wait()
+            began = time.monotonic()
+            for e in theirs:
+                peer.insert_events([e])
+            spans.put((began, time.monotonic()))
         peer.datastore.close()
 
 

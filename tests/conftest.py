@@ -22,6 +22,7 @@ from musrenbang.embedded import (
     start_dev_server,
     start_test_server,
 )
+from musrenbang.events.append import EventWriter
 from musrenbang.events.db import app_url, conninfo, create_engine, migrate
 
 APP_USER = "musrenbang_app"
@@ -77,6 +78,14 @@ async def engine(owner_db: URL) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(app_url(owner_db, APP_USER, APP_PASSWORD))
     yield eng
     await eng.dispose()
+
+
+@pytest.fixture
+async def writer(engine: AsyncEngine) -> AsyncIterator[EventWriter]:
+    """The application's writer on the test's database, closed after the test."""
+    own = EventWriter(engine.url)
+    yield own
+    await own.aclose()
 
 
 @pytest.fixture

@@ -48,13 +48,6 @@ def keys() -> tuple[tlog.Signer, str]:
 
 
 @pytest.fixture
-async def writer(engine: AsyncEngine) -> AsyncIterator[EventWriter]:
-    own = EventWriter(engine.url)
-    yield own
-    await own.aclose()
-
-
-@pytest.fixture
 async def signing(engine: AsyncEngine) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     """The worker's connection for the tree and the checkpoints (application role)."""
     async with await psycopg.AsyncConnection.connect(conninfo(engine.url), autocommit=True) as conn:

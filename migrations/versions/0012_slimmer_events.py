@@ -39,6 +39,7 @@ Create Date: 2026-12-06
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from alembic import op
 
@@ -140,9 +141,9 @@ BYTEWISE = {
 }
 
 
-def _collate(driver: object, collation: str) -> None:
+def _collate(driver: Any, collation: str) -> None:
     for table, columns in BYTEWISE.items():
-        driver.execute(  # type: ignore[attr-defined]
+        driver.execute(
             f"ALTER TABLE {table} "
             + ", ".join(f'ALTER COLUMN {c} TYPE text COLLATE "{collation}"' for c in columns)
         )

@@ -83,6 +83,8 @@ PIPELINE_FROM = 40
 # (migration 0012).
 _STALE = "MR010"
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+_ROLLBACK_SECONDS = 10  # a pipelined batch's rollback, before its connection is closed
+_JSON_KEYS = orjson.OPT_NON_STR_KEYS  # keys that are not strings become strings
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ class _Seen:
         self._entries.move_to_end(stream)
         last_hash, version, state = entry
         return _Guess(last_hash, version, None if state is None else orjson.loads(state))
+
+    def version(self, stream: str) -> int:
+        """The version last seen of a stream (0: none), without decoding its state."""
+        entry = self._entries.get(stream)
+        return 0 if entry is None else entry[1]
 
     def forget(self, stream: str) -> None:
         self._entries.pop(stream, None)
@@ -331,17 +338,25 @@ class _Batch:
     def results(self) -> list[Appended]:
         return [r for r in self.answers if r is not None]
 
+    def content(self, i: int) -> str:
+        """The i-th event's canonical JSON text, built once, when first needed: a pipelined
+        batch builds its second part's while the server writes its first."""
+        content = self._contents[i]
+        if content is None:
+            content = self._contents[i] = self.events[i].content(self.log_id)
+        return content
+
     def contents(self, indexes: Sequence[int]) -> list[str]:
-        """These events' canonical JSON texts, each built once, when first needed: a
-        pipelined batch builds its second part's while the server writes its first."""
-        built = self._contents
-        out = []
-        for i in indexes:
-            content = built[i]
-            if content is None:
-                content = built[i] = self.events[i].content(self.log_id)
-            out.append(content)
-        return out
+        return [self.content(i) for i in indexes]
+
+    def planned(
+        self, todo: Sequence[int]
+    ) -> tuple[list[NewEvent], dict[str, _Guess], list[Planned]]:
+        """The events `todo`, what this process last saw of their streams, and the read-model
+        rows they leave if those guesses hold."""
+        batch = [self.events[i] for i in todo]
+        guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
+        return batch, guesses, plan(batch, {stream: g.state for stream, g in guesses.items()})
 
     async def run(self, driver: Any, *, again: bool) -> bool:
         """Calls `audit.append` until the batch is written (true), or, unless `again`, until
@@ -352,7 +367,7 @@ class _Batch:
         for one event goes to `audit.append_one` (migration 0004); any refusal turns the
         full check on for the calls after."""
         fast = not again
-        if fast and not any(_SEEN.get(s).version != v for s, v in self.expected.items()):
+        if fast and not any(_SEEN.version(s) != v for s, v in self.expected.items()):
             parts = _parts(self.events)
             if parts is not None:
                 if await self.pipelined(driver, parts):
@@ -362,15 +377,13 @@ class _Batch:
             todo = [i for i, answer in enumerate(self.answers) if answer is None]
             if not todo:
                 return True
-            batch = [self.events[i] for i in todo]
-            guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
-            planned = plan(batch, {stream: guess.state for stream, guess in guesses.items()})
+            batch, guesses, planned = self.planned(todo)
             # Without the full check only when the guesses, if they hold, already meet the
             # expected versions; the database probes the guesses either way.
             check = not fast or any(guesses[s].version != v for s, v in self.expected.items())
             if not check and len(batch) == 1:
                 statement, arguments = _one_arguments(
-                    self.log_id, self.contents(todo)[0], guesses[batch[0].stream], batch[0], planned
+                    self.log_id, self.content(todo[0]), guesses[batch[0].stream], batch[0], planned
                 )
             else:
                 statement = _APPEND
@@ -408,9 +421,7 @@ class _Batch:
                 for row in rows:
                     if row[0] == "known":
                         index = todo[row[1] - 1]
-                        self.answers[index] = _replay(
-                            row, self.events[index], self.contents([index])[0]
-                        )
+                        self.answers[index] = _replay(row, self.events[index], self.content(index))
                 left = {
                     e.stream for e, a in zip(self.events, self.answers, strict=True) if a is None
                 }
@@ -458,9 +469,7 @@ class _Batch:
                 try:
                     await driver.execute("BEGIN")
                     for part in parts:
-                        batch = [self.events[i] for i in part]
-                        guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
-                        planned = plan(batch, {stream: g.state for stream, g in guesses.items()})
+                        batch, guesses, planned = self.planned(part)
                         arguments = _arguments(
                             self.log_id,
                             batch,
@@ -539,9 +548,6 @@ async def _abandon(driver: Any) -> None:
     await driver.close()
 
 
-_ROLLBACK_SECONDS = 10
-
-
 def _arguments(
     log_id: str,
     batch: Sequence[NewEvent],
@@ -572,9 +578,6 @@ def _arguments(
         "check": check,
     }
     return log_id, contents, _json(document)
-
-
-_JSON_KEYS = orjson.OPT_NON_STR_KEYS
 
 
 def _json(value: Any) -> str:

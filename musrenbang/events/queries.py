@@ -402,12 +402,12 @@ SELECT item, (SELECT e.type || ':' || coalesce(e.payload->>'stage', '') FROM aud
 
 
 _AFTER_ESCALATION = text("""
-SELECT s.stream, s.stage, s.unit, s.seq, min(e.seq) AS escalated_seq
-  FROM (SELECT stream, seq, p->>'stage' AS stage, p->>'unit' AS unit
-          FROM (SELECT stream, seq, payload AS p FROM audit.events
-                 WHERE cycle_id = :c AND type = 'ProposalSubmitted' OFFSET 0) x) s
+SELECT s.stream, s.p->>'stage' AS stage, s.p->>'unit' AS unit, s.seq,
+       min(e.seq) AS escalated_seq
+  FROM (SELECT stream, seq, payload AS p FROM audit.events
+         WHERE cycle_id = :c AND type = 'ProposalSubmitted' OFFSET 0) s
   JOIN audit.events e ON e.type = 'EscalationRaised' AND e.seq < s.seq
-   AND e.stream = 'forum:' || :c || '-' || s.stage || '-' || s.unit
+   AND e.stream = 'forum:' || :c || '-' || (s.p->>'stage') || '-' || (s.p->>'unit')
  GROUP BY 1, 2, 3, 4 ORDER BY 4
 """)
 _DUPLICATES = text("""

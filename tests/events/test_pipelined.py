@@ -3,7 +3,7 @@ or none, whatever goes wrong in its second part."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -18,13 +18,6 @@ from musrenbang.events.errors import InvalidEvent
 from musrenbang.events.model import NewEvent
 from musrenbang.events.verify import verify_all, verify_read_models
 from tests.events.helpers import decided, submitted
-
-
-@pytest.fixture
-async def writer(engine: AsyncEngine) -> AsyncIterator[EventWriter]:
-    own = EventWriter(engine.url)
-    yield own
-    await own.aclose()
 
 
 @pytest.fixture

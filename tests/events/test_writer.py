@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -25,14 +24,6 @@ from musrenbang.events.verify import verify_all, verify_read_models
 from tests.events.helpers import CLERK, T0, decided, submitted
 
 TABLES = ["read.proposals", "read.forums", "read.cycles"]
-
-
-@pytest.fixture
-async def writer(engine: AsyncEngine) -> AsyncIterator[EventWriter]:
-    """The application's writer on the test's database, closed after the test."""
-    own = EventWriter(engine.url)
-    yield own
-    await own.aclose()
 
 
 async def _read_models(conn: AsyncConnection) -> dict[str, list[str]]:
