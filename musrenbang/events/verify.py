@@ -3,7 +3,7 @@
 It names the first bad seq. A short log is walked with a server-side cursor in
 fixed-size batches; a long one (`min_range` events a range, three ranges: 60,000 events by
 default) in ranges at once, each streamed in chunks on a connection of its own, in threads
-or in processes of their own (the walk itself is `musrenbang.events.walk`). Memory stays
+or in processes (the walk itself is `musrenbang.events.walk`). Memory stays
 bounded however long the log is.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -59,12 +61,14 @@ async def verify_log(
     The walk is Python work (rendering each record and hashing it), so ranges walked in
     threads share one interpreter lock and, in all, about one core. From `processes_from`
     events on, every range but the first (walked here, in a thread) is walked in a process
-    of its own (`musrenbang.events.walk`): they use every core and keep their share of
-    them beside another busy job. Starting such a process costs about a fifth of a second
-    of CPU (most of it importing the driver), which a log that long repays. A range
-    whose process cannot start, fails, or answers with something that is not a walk of
-    its range is walked in a thread instead: the answer is the same either way. Three
-    ranges rather than two: beside another busy stack they gain about 10%, where it matters.
+    of its own: one walk's process (`musrenbang.events.walk`) takes them all and forks
+    one process a range after its imports, so that importing the driver (about a third of a
+    second of CPU) is paid once, which a log that long repays. They use every core and keep
+    their share of them beside another busy job. A range whose walk is not answered, or is
+    answered with something that is not a walk of its range, is walked in a thread instead:
+    the answer is the same either way. Three ranges rather than two: beside another busy
+    stack they gain about 10%, where it matters; four cost the server about twice as much
+    CPU a row on a log larger than its shared buffers.
     """
     driver = await driver_connection(conn)
     cur = await driver.execute(
@@ -83,20 +87,21 @@ async def verify_log(
         results = [await walk_here(driver, log_id, 0, end)]
     else:
         info = conninfo(conn.engine.url)
-        apart = _walk_in_process if end >= processes_from else _walk_in_thread
-        # a task group: when one range fails, the others are cancelled (their processes
-        # killed) rather than left to walk
+        ranges = list(itertools.pairwise(bounds))
+        # The first range here, in a thread; the others in threads too, or, for a long
+        # log, in one walk's process that forks one process a range. A task group: when
+        # one walk fails, the others are cancelled (their processes killed) rather than
+        # left to walk.
         try:
             async with asyncio.TaskGroup() as group:
-                walks = [
-                    group.create_task(
-                        (_walk_in_thread if k == 0 else apart)(info, log_id, low, high)
-                    )
-                    for k, (low, high) in enumerate(itertools.pairwise(bounds))
-                ]
+                first = group.create_task(_walk_in_thread(info, log_id, *ranges[0]))
+                if end >= processes_from:
+                    rest = group.create_task(_walk_in_process(info, log_id, ranges[1:]))
+                else:
+                    rest = group.create_task(_walk_in_threads(info, log_id, ranges[1:]))
         except BaseExceptionGroup as failed:  # the first range's error, as a walk raises it
             raise failed.exceptions[0] from None
-        results = [w.result() for w in walks]
+        results = [first.result(), *rest.result()]
     prev, expected = GENESIS_HASH, 1
     for (low, _), found in zip(itertools.pairwise(bounds), results, strict=True):
         # the seam first: a range that starts on a broken link breaks there, whatever its
@@ -119,12 +124,20 @@ async def _walk_in_thread(info: str, log_id: str, low: int, high: int) -> Range:
     return await asyncio.to_thread(walk_apart, info, log_id, low, high)
 
 
-async def _walk_in_process(info: str, log_id: str, low: int, high: int) -> Range:
-    """One range walked by ``python -m musrenbang.events.walk``; in a thread when that
-    process cannot start, fails or answers with something that is not a walk of this range. The
-    connection string (with its password) goes on stdin, not on the command line, which
-    other users of the machine can read. A cancelled walk kills its process."""
-    job = orjson.dumps({"conninfo": info, "log_id": log_id, "low": low, "high": high})
+async def _walk_in_threads(info: str, log_id: str, ranges: list[tuple[int, int]]) -> list[Range]:
+    return list(await asyncio.gather(*(_walk_in_thread(info, log_id, *r) for r in ranges)))
+
+
+async def _walk_in_process(info: str, log_id: str, ranges: list[tuple[int, int]]) -> list[Range]:
+    """`ranges` walked by ``python -m musrenbang.events.walk``, which walks each in a process
+    of its own. A range whose walk is not answered, or is answered with something that is
+    not a walk of that range (the process cannot start, fails, or says something else), is
+    walked in a thread instead: the answer is the same either way. The connection string
+    (with its password) goes on stdin, not on the command line, which other users of the
+    machine can read. The processes are a process group of their own: a cancelled walk
+    kills them all."""
+    job = orjson.dumps({"conninfo": info, "log_id": log_id, "ranges": ranges})
+    answers: list[Any] = []
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -133,30 +146,36 @@ async def _walk_in_process(info: str, log_id: str, low: int, high: int) -> Range
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            process_group=0,
         )
     except OSError as exc:
-        _log.warning("verify.walk_process_failed", log_id=log_id, low=low, error=str(exc))
-        return await _walk_in_thread(info, log_id, low, high)
-    try:
-        out, err = await process.communicate(job)
-    finally:
-        if process.returncode is None:  # cancelled: the walk is no longer wanted
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-    if process.returncode == 0:
+        err = str(exc)
+    else:
         try:
-            return Range.from_json(out, low, high)
-        except ValueError as exc:
-            err = f"{exc}; it said {out[:200]!r}".encode()
-    _log.warning(
-        "verify.walk_process_failed",
-        log_id=log_id,
-        low=low,
-        returncode=process.returncode,
-        error=err.decode(errors="replace")[-500:],
-    )
-    return await _walk_in_thread(info, log_id, low, high)
+            out, said = await process.communicate(job)
+        finally:
+            if process.returncode is None:  # cancelled: the walks are no longer wanted
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        err = f"exit status {process.returncode}: {said.decode(errors='replace')[-500:]}"
+        if process.returncode == 0:
+            with contextlib.suppress(ValueError):
+                answers = orjson.loads(out)
+            if not isinstance(answers, list) or len(answers) != len(ranges):
+                err, answers = f"not a list of {len(ranges)} ranges: {out[:200]!r}", []
+    walked: list[Range] = []
+    for k, (low, high) in enumerate(ranges):
+        problem = err
+        if k < len(answers) and answers[k] is not None:
+            try:
+                walked.append(Range.from_json(answers[k], low, high))
+                continue
+            except ValueError as exc:
+                problem = f"{exc}; it said {str(answers[k])[:200]}"
+        _log.warning("verify.walk_process_failed", log_id=log_id, low=low, error=problem)
+        walked.append(await _walk_in_thread(info, log_id, low, high))
+    return walked
 
 
 async def verify_all(

@@ -7,9 +7,11 @@ is no longer wanted leaves no process behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -87,16 +89,26 @@ async def _long_log(engine: AsyncEngine) -> None:
         await append_events(conn, "36.71", [submitted(f"p{i}", minutes=i) for i in range(N)])
 
 
-@pytest.mark.parametrize("program", ["/nonexistent/python", "/bin/false", "/bin/echo"])
+@pytest.mark.parametrize(
+    "program", ["/nonexistent/python", "/bin/false", "/bin/echo", "answers", "partly"]
+)
 async def test_a_range_whose_process_fails_is_walked_in_a_thread(
     engine: AsyncEngine,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     program: str,
 ) -> None:
-    """Cannot start, exits with an error, answers with something that is not a range: the
-    range is walked in a thread and the answer is the same, tampering included."""
+    """Cannot start, exits with an error, answers with something that is not a list of
+    ranges, or with what is not a walk of a range: each such range is walked in a thread
+    and the answer is the same, tampering included."""
     await _long_log(engine)
+    if program in ("answers", "partly"):  # a program that answers on its own
+        said = '[null, {"bad": "fine"}]' if program == "answers" else "[null, 3]"
+        script = tmp_path / "walk"
+        script.write_text(f"#!/bin/sh\ncat > /dev/null\necho '{said}'\n")
+        script.chmod(0o755)
+        program = str(script)
     monkeypatch.setattr(sys, "executable", program)  # what the walks are started with
     with capture_logs() as logs:
         async with engine.connect() as conn:
@@ -111,11 +123,60 @@ async def test_a_range_whose_process_fails_is_walked_in_a_thread(
     assert (found.ok, found.first_bad_seq, found.problem) == (False, 50, "hash mismatch")
 
 
+# The walk's program with one range's walk made to fail, in the process forked for it.
+_ONE_FAILS = """
+import sys
+from musrenbang.events import walk
+real = walk.walk_apart
+def failing(info, log_id, low, high):
+    if low == 20:
+        raise RuntimeError("this range's walk broke")
+    return real(info, log_id, low, high)
+walk.walk_apart = failing
+sys.exit(walk.main())
+"""
+
+
+async def test_a_failed_walk_is_answered_for_its_range_alone(engine: AsyncEngine) -> None:
+    """Each range after the first is walked in a process forked for it: one whose walk
+    fails is answered as null (and said on stderr), and the others are answered still."""
+    await _long_log(engine)
+    job = {
+        "conninfo": conninfo(engine.url),
+        "log_id": "36.71",
+        "ranges": [[0, 20], [20, 40], [40, 60]],
+    }
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed program
+        [sys.executable, "-c", _ONE_FAILS],
+        input=orjson.dumps(job),
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done
+    first, second, third = orjson.loads(done.stdout)
+    assert second is None and b"this range's walk broke" in done.stderr
+    assert Range.from_json(first, 0, 20).next_expected == 21
+    assert Range.from_json(third, 40, 60).next_expected == 61
+
+
+def _alive(group: int) -> list[int]:
+    """The processes of a process group that are still running (not exited)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == group and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+    return alive
+
+
 async def test_a_walk_no_longer_wanted_leaves_no_process(
     engine: AsyncEngine, owner_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A range's process waits on a lock someone holds on the log; the walk is cancelled
-    (a client gone, a timeout): its process is killed, not left to walk."""
+    """The processes of two ranges wait on a lock someone holds on the log; the walk is
+    cancelled (a client gone, a timeout): the walk's process and the one it forked are
+    killed, not left to walk."""
     await _long_log(engine)
     started: list[asyncio.subprocess.Process] = []
     spawn = asyncio.create_subprocess_exec
@@ -128,19 +189,40 @@ async def test_a_walk_no_longer_wanted_leaves_no_process(
     monkeypatch.setattr(asyncio, "create_subprocess_exec", recorded)
     async with owner_engine.connect() as blocker:
         await blocker.execute(text("LOCK TABLE audit.events IN ACCESS EXCLUSIVE MODE"))
-        walk = asyncio.create_task(verify._walk_in_process(conninfo(engine.url), "36.71", 20, 40))
-        await asyncio.sleep(2)  # a walk of 20 rows that is not held up takes far less
+        walk = asyncio.create_task(
+            verify._walk_in_process(conninfo(engine.url), "36.71", [(20, 40), (40, 60)])
+        )
+        await asyncio.sleep(2)  # a walk of 40 rows that is not held up takes far less
         assert not walk.done() and len(started) == 1 and started[0].returncode is None
+        group = started[0].pid
+        assert len(_alive(group)) == 2  # the walk's process and the one it forked
         walk.cancel()
         with pytest.raises(asyncio.CancelledError):
             await walk
         # still holding the lock: a process left behind would still be waiting on it
         assert len(started) == 1 and started[0].returncode == -signal.SIGKILL
+        for _ in range(50):
+            if not _alive(group):
+                break
+            await asyncio.sleep(0.1)
+        assert _alive(group) == []
         await blocker.rollback()
 
 
 def test_the_walks_program_refuses_what_is_not_a_walk() -> None:
-    for job in (b"", b"[]", b'{"log_id": "36.71"}', b'{"conninfo": "", "log_id": "x", "low": "a"}'):
+    for job in (
+        b"",
+        b"[]",
+        b'{"log_id": "36.71"}',
+        b'{"conninfo": "", "log_id": "x", "low": 1, "high": 2}',
+        b'{"conninfo": "", "log_id": "x", "ranges": []}',
+        b'{"conninfo": "", "log_id": "x", "ranges": [[1]]}',
+        b'{"conninfo": "", "log_id": "x", "ranges": [[1, 2, 3]]}',
+        b'{"conninfo": "", "log_id": "x", "ranges": [["a", 2]]}',
+        b'{"conninfo": "", "log_id": "x", "ranges": [[true, 2]]}',
+        b'{"conninfo": 1, "log_id": "x", "ranges": [[1, 2]]}',
+        b'{"conninfo": "", "log_id": "x", "ranges": {"1": 2}}',
+    ):
         done = subprocess.run(
             [sys.executable, "-m", "musrenbang.events.walk"],
             input=job,
@@ -156,17 +238,17 @@ def test_a_range_reads_back_as_itself_and_nothing_else_passes_for_one() -> None:
     """What a walk of seqs (20, 40] can report, and nothing else: a bad log cannot be made
     to look good by a process that answers oddly."""
     walked = Range(bytes(32), b"\x01" * 32, 41, None)
-    assert Range.from_json(orjson.dumps(walked.as_json()), 20, 40) == walked
+    assert Range.from_json(walked.as_json(), 20, 40) == walked
     for found in (
         Range(None, None, 21, "seq gap"),
         Range(bytes(32), bytes(32), 33, "hash mismatch"),
         Range(bytes(32), bytes(32), 41, "seq gap"),
     ):
-        assert Range.from_json(orjson.dumps(found.as_json()), 20, 40) == found
+        assert Range.from_json(found.as_json(), 20, 40) == found
     h = bytes(32).hex()
     for text_ in (
-        b"",
         b"null",
+        b"41",
         b"[]",
         b'{"first_prev": null}',
         b'{"first_prev": "zz", "last_hash": null, "next_expected": 41, "bad": null}',
@@ -187,7 +269,7 @@ def test_a_range_reads_back_as_itself_and_nothing_else_passes_for_one() -> None:
         f'{{"first_prev": "{h}", "last_hash": "{h}", "next_expected": 30, "bad": "fine"}}'.encode(),
     ):
         with pytest.raises(ValueError):
-            Range.from_json(text_, 20, 40)
+            Range.from_json(orjson.loads(text_), 20, 40)
 
 
 async def test_a_null_column_is_a_mismatch_in_every_walk(
