@@ -67,8 +67,8 @@ async def verify_log(
     their share of them beside another busy job. A range whose walk is not answered, or is
     answered with something that is not a walk of its range, is walked in a thread instead:
     the answer is the same either way. Three ranges rather than two: beside another busy
-    stack they gain about 10%, where it matters; four cost the server about twice as much
-    CPU a row on a log larger than its shared buffers.
+    stack they gain about 10%, where it matters; four, on two cores, cost the server about
+    twice the CPU a row.
     """
     driver = await driver_connection(conn)
     cur = await driver.execute(
