@@ -61,14 +61,14 @@ async def verify_log(
     The walk is Python work (rendering each record and hashing it), so ranges walked in
     threads share one interpreter lock and, in all, about one core. From `processes_from`
     events on, every range but the first (walked here, in a thread) is walked in a process
-    of its own: one walk's process (`musrenbang.events.walk`) takes them all and forks
-    one process a range after its imports, so that importing the driver (about a third of a
-    second of CPU) is paid once, which a log that long repays. They use every core and keep
-    their share of them beside another busy job. A range whose walk is not answered, or is
-    answered with something that is not a walk of its range, is walked in a thread instead:
-    the answer is the same either way. Three ranges rather than two: beside another busy
-    stack they gain about 10%, where it matters; four, on two cores, cost the server about
-    twice the CPU a row.
+    of its own: one walk's process (`musrenbang.events.walk`) takes them all, walks the
+    first and forks one process for each other after its imports, so that importing the
+    driver (about a third of a second of CPU) is paid once, which a log that long repays.
+    They use every core and keep their share of them beside another busy job. A range whose
+    walk is not answered, or is answered with something that is not a walk of its range, is
+    walked in a thread instead: the answer is the same either way. Three ranges rather than
+    two: beside another busy stack they gain about 10%, where it matters; four, on two
+    cores, cost the server about twice the CPU a row.
     """
     driver = await driver_connection(conn)
     cur = await driver.execute(
@@ -149,13 +149,17 @@ async def _walk_in_process(info: str, log_id: str, ranges: list[tuple[int, int]]
             process_group=0,
         )
     except OSError as exc:
-        err = str(exc)
+        err = f"the walk's process could not start: {exc}"
     else:
+        answered = False
         try:
             out, said = await process.communicate(job)
+            answered = True
         finally:
-            if process.returncode is None:  # cancelled: the walks are no longer wanted
-                with contextlib.suppress(ProcessLookupError):
+            # cancelled: the walks are no longer wanted, its forks' too, even where the
+            # walk's own process has ended
+            if not answered:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
         err = f"exit status {process.returncode}: {said.decode(errors='replace')[-500:]}"
@@ -164,18 +168,22 @@ async def _walk_in_process(info: str, log_id: str, ranges: list[tuple[int, int]]
                 answers = orjson.loads(out)
             if not isinstance(answers, list) or len(answers) != len(ranges):
                 err, answers = f"not a list of {len(ranges)} ranges: {out[:200]!r}", []
-    walked: list[Range] = []
+            else:
+                err = f"its walk failed: {said.decode(errors='replace')[-500:]}"
+    walked: dict[int, Range] = {}
     for k, (low, high) in enumerate(ranges):
         problem = err
         if k < len(answers) and answers[k] is not None:
             try:
-                walked.append(Range.from_json(answers[k], low, high))
+                walked[k] = Range.from_json(answers[k], low, high)
                 continue
             except ValueError as exc:
                 problem = f"{exc}; it said {str(answers[k])[:200]}"
         _log.warning("verify.walk_process_failed", log_id=log_id, low=low, error=problem)
-        walked.append(await _walk_in_thread(info, log_id, low, high))
-    return walked
+    again = [k for k in range(len(ranges)) if k not in walked]
+    again_walked = await _walk_in_threads(info, log_id, [ranges[k] for k in again])
+    walked.update(zip(again, again_walked, strict=True))
+    return [walked[k] for k in range(len(ranges))]
 
 
 async def verify_all(

@@ -1,17 +1,18 @@
 """The walk of one range of a log's seqs: every row's hash recomputed from its stored
 columns, its seq and its link to the row before it.
 
-Verification (`musrenbang.events.verify`) splits a long log into ranges and walks each on
-a connection of its own: in a thread, or, for a log long enough to repay starting one, in
-a process (``python -m musrenbang.events.walk``), since the walk is Python work that
-threads share one interpreter lock for. This module is that process's whole program: it
-imports only the driver, orjson and the record's format (`canonical`), reads what to walk
-as one JSON object on stdin (``conninfo``, ``log_id``, ``ranges``: a list of ``[low,
-high]``) and writes what it found as one JSON list on stdout, a range's `Range.as_json` or
-null (its walk failed, said on stderr) for each range asked for. It walks the first range
-itself and each other in a process forked from it once the imports are done, before any
-connection is open: importing the driver costs about a third of a second of CPU, which
-is paid once however many ranges there are.
+Verification (`musrenbang.events.verify`) splits a long log into ranges and walks each on a
+connection of its own: in a thread, or, for a log long enough to repay starting one, in a
+process (``python -m musrenbang.events.walk``), since the walk is Python work that threads
+share one interpreter lock for. This module is that process's whole program: it imports only
+the driver, orjson and the record's format (`canonical`), reads what to walk as one JSON
+object on stdin (``conninfo``, ``log_id``, ``ranges``: a list of ``[low, high]``) and writes
+what it found as one JSON list on stdout, a range's `Range.as_json` or null (its walk
+failed, or its process could not start or ended badly; what is known is said on stderr) for
+each range asked for. It walks the first of its ranges itself and each other in a process
+forked from it once the imports are done, before any connection is open: importing the
+driver costs about a third of a second of CPU, which is paid once however many ranges there
+are.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Generator
@@ -130,7 +132,11 @@ class _Walk:
         if not rows:
             return False
         if self.first_prev is None:
-            self.first_prev = self.prev = (rows[0][1] or b"")[:32]
+            linked = rows[0][1]
+            if linked is None or len(linked) != 40:  # no link to stitch the range by
+                self.bad = "hash mismatch" if linked is None else "prev_hash does not link"
+                return False
+            self.first_prev = self.prev = linked[:32]
         self.expected, self.prev, self.bad = _check_rows(rows, self.expected, self.prev, self.tails)
         return self.bad is None
 
@@ -256,37 +262,72 @@ def _walk_or_none(info: str, log_id: str, low: int, high: int) -> dict[str, Any]
         return None
 
 
-def _forked(info: str, log_id: str, low: int, high: int) -> tuple[int, int]:
-    """A process forked from this one that walks seqs (low, high] and writes its answer to
-    a pipe; its pid and the pipe's reading end. This process has no thread and no
-    connection yet, so the fork copies nothing that another thread holds."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: walk, answer, exit without running the parent's exit handlers
-        code = 1
+class _Forks:
+    """The processes this walk's process forked, one a range, each answering on a pipe of
+    its own. They are forked while this process has no thread and no connection, so a
+    fork copies nothing that another thread holds."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, int] = {}  # pid: the reading end of its pipe
+
+    def start(self, info: str, log_id: str, low: int, high: int) -> int | None:
+        """The pid of a process forked to walk seqs (low, high]; None when none could be
+        (the range is then answered as null)."""
         try:
-            os.close(read)
-            with os.fdopen(write, "wb") as answer:
-                answer.write(orjson.dumps(_walk_or_none(info, log_id, low, high)))
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    return pid, read
+            read, write = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read)
+                os.close(write)
+                raise
+        except OSError as exc:
+            print(f"the walk of ({low}, {high}] could not start: {exc}", file=sys.stderr)
+            return None
+        if pid == 0:  # the child: walk, answer, exit without the parent's exit handlers
+            code = 1
+            try:
+                os.close(read)
+                for sibling in self.pending.values():
+                    os.close(sibling)
+                with os.fdopen(write, "wb") as answer:
+                    answer.write(orjson.dumps(_walk_or_none(info, log_id, low, high)))
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        self.pending[pid] = read
+        return pid
 
+    def answer(self, pid: int | None) -> dict[str, Any] | None:
+        """A forked walk's answer, once it has exited; None unless it exited well."""
+        if pid is None:
+            return None
+        read = self.pending[pid]
+        with os.fdopen(read, "rb", closefd=False) as pipe:
+            text = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        del self.pending[pid]
+        os.close(read)
+        if os.waitstatus_to_exitcode(status) != 0:
+            print(f"the walk's process {pid} ended with {status}", file=sys.stderr)
+            return None
+        try:
+            found = orjson.loads(text)
+        except ValueError:
+            return None
+        return found if isinstance(found, dict) else None
 
-def _answer(pid: int, read: int) -> dict[str, Any] | None:
-    """A forked walk's answer, once it has exited; None unless it exited well."""
-    with os.fdopen(read, "rb") as pipe:
-        text = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        return None
-    try:
-        found = orjson.loads(text)
-    except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+    def close(self) -> None:
+        """Kills and reaps every process not answered yet (the walk ends early)."""
+        for pid, read in self.pending.items():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
+            with contextlib.suppress(OSError):
+                os.close(read)
+        self.pending.clear()
 
 
 def main() -> int:
@@ -297,11 +338,12 @@ def main() -> int:
         print(f"not a walk: {exc}", file=sys.stderr)
         return 2
     (low, high), others = ranges[0], ranges[1:]
-    if hasattr(os, "fork"):
-        forked = [_forked(info, log_id, lo, hi) for lo, hi in others]
-        found = [_walk_or_none(info, log_id, low, high)] + [_answer(*f) for f in forked]
-    else:  # one after another
-        found = [_walk_or_none(info, log_id, lo, hi) for lo, hi in ranges]
+    forks = _Forks()
+    try:
+        pids = [forks.start(info, log_id, lo, hi) for lo, hi in others]
+        found = [_walk_or_none(info, log_id, low, high)] + [forks.answer(pid) for pid in pids]
+    finally:
+        forks.close()
     sys.stdout.buffer.write(orjson.dumps(found))
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -89,8 +90,20 @@ async def _long_log(engine: AsyncEngine) -> None:
         await append_events(conn, "36.71", [submitted(f"p{i}", minutes=i) for i in range(N)])
 
 
+# A walk's program that runs the real one and blanks its answer for the range (40, 60].
+_BLANKS_ONE = """#!{python}
+import subprocess, sys
+import orjson
+job = sys.stdin.buffer.read()
+done = subprocess.run([{python!r}, "-m", "musrenbang.events.walk"], input=job, capture_output=True)
+found = orjson.loads(done.stdout)
+found[1] = None
+sys.stdout.buffer.write(orjson.dumps(found))
+"""
+
+
 @pytest.mark.parametrize(
-    "program", ["/nonexistent/python", "/bin/false", "/bin/echo", "answers", "partly"]
+    "program", ["/nonexistent/python", "/bin/false", "/bin/echo", "answers", "one blank"]
 )
 async def test_a_range_whose_process_fails_is_walked_in_a_thread(
     engine: AsyncEngine,
@@ -100,13 +113,17 @@ async def test_a_range_whose_process_fails_is_walked_in_a_thread(
     program: str,
 ) -> None:
     """Cannot start, exits with an error, answers with something that is not a list of
-    ranges, or with what is not a walk of a range: each such range is walked in a thread
-    and the answer is the same, tampering included."""
+    ranges, or with what is not a walk of a range: each such range, and only it, is walked
+    in a thread, and the answer is the same, tampering included."""
     await _long_log(engine)
-    if program in ("answers", "partly"):  # a program that answers on its own
-        said = '[null, {"bad": "fine"}]' if program == "answers" else "[null, 3]"
-        script = tmp_path / "walk"
-        script.write_text(f"#!/bin/sh\ncat > /dev/null\necho '{said}'\n")
+    failed = [20, 40]  # the ranges walked again: (20, 40] and (40, 60]
+    script = tmp_path / "walk"
+    if program == "answers":  # answers of its own that are not walks of their ranges
+        script.write_text('#!/bin/sh\ncat > /dev/null\necho \'[3, {"bad": "fine"}]\'\n')
+    elif program == "one blank":
+        script.write_text(_BLANKS_ONE.format(python=sys.executable))
+        failed = [40]
+    if script.exists():
         script.chmod(0o755)
         program = str(script)
     monkeypatch.setattr(sys, "executable", program)  # what the walks are started with
@@ -114,7 +131,7 @@ async def test_a_range_whose_process_fails_is_walked_in_a_thread(
         async with engine.connect() as conn:
             intact = await verify_all(conn, min_range=10, processes_from=0)
     assert intact.ok and intact.checked == N
-    assert sum(e["event"] == "verify.walk_process_failed" for e in logs) == 2  # ranges 2, 3
+    assert [e["low"] for e in logs if e["event"] == "verify.walk_process_failed"] == failed
     async with owner_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit.events DISABLE TRIGGER USER"))
         await conn.execute(text("UPDATE audit.events SET hash = sha256(hash) WHERE seq = 50"))
@@ -125,10 +142,11 @@ async def test_a_range_whose_process_fails_is_walked_in_a_thread(
 
 # The walk's program with one range's walk made to fail, in the process forked for it.
 _ONE_FAILS = """
-import sys
+import os, sys
 from musrenbang.events import walk
 real = walk.walk_apart
 def failing(info, log_id, low, high):
+    os.write(2, f"walked {low} in {os.getpid()}\\n".encode())  # one write: whole lines
     if low == 20:
         raise RuntimeError("this range's walk broke")
     return real(info, log_id, low, high)
@@ -138,8 +156,9 @@ sys.exit(walk.main())
 
 
 async def test_a_failed_walk_is_answered_for_its_range_alone(engine: AsyncEngine) -> None:
-    """Each range after the first is walked in a process forked for it: one whose walk
-    fails is answered as null (and said on stderr), and the others are answered still."""
+    """Each range after the first is walked in a process forked for it (three processes):
+    one whose walk fails is answered as null (and said on stderr), and the others are
+    answered still."""
     await _long_log(engine)
     job = {
         "conninfo": conninfo(engine.url),
@@ -156,6 +175,12 @@ async def test_a_failed_walk_is_answered_for_its_range_alone(engine: AsyncEngine
     assert done.returncode == 0, done
     first, second, third = orjson.loads(done.stdout)
     assert second is None and b"this range's walk broke" in done.stderr
+    walkers = {
+        line.split()[1]: line.split()[3]
+        for line in done.stderr.decode().splitlines()
+        if line.startswith("walked")
+    }
+    assert sorted(walkers) == ["0", "20", "40"] and len(set(walkers.values())) == 3  # forked
     assert Range.from_json(first, 0, 20).next_expected == 21
     assert Range.from_json(third, 40, 60).next_expected == 61
 
@@ -171,12 +196,16 @@ def _alive(group: int) -> list[int]:
     return alive
 
 
+@pytest.mark.parametrize("first_killed", [False, True])
 async def test_a_walk_no_longer_wanted_leaves_no_process(
-    engine: AsyncEngine, owner_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+    engine: AsyncEngine,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    first_killed: bool,
 ) -> None:
     """The processes of two ranges wait on a lock someone holds on the log; the walk is
     cancelled (a client gone, a timeout): the walk's process and the one it forked are
-    killed, not left to walk."""
+    killed, not left to walk, also when the walk's own process had already died."""
     await _long_log(engine)
     started: list[asyncio.subprocess.Process] = []
     spawn = asyncio.create_subprocess_exec
@@ -192,10 +221,17 @@ async def test_a_walk_no_longer_wanted_leaves_no_process(
         walk = asyncio.create_task(
             verify._walk_in_process(conninfo(engine.url), "36.71", [(20, 40), (40, 60)])
         )
-        await asyncio.sleep(2)  # a walk of 40 rows that is not held up takes far less
+        for _ in range(300):  # the walk's process and the one it forks, both waiting
+            if started and len(_alive(started[0].pid)) == 2:
+                break
+            await asyncio.sleep(0.1)
         assert not walk.done() and len(started) == 1 and started[0].returncode is None
         group = started[0].pid
-        assert len(_alive(group)) == 2  # the walk's process and the one it forked
+        assert len(_alive(group)) == 2
+        if first_killed:  # the fork still holds the pipes: the walk waits on
+            os.kill(group, signal.SIGKILL)
+            await asyncio.sleep(1)
+            assert not walk.done() and len(_alive(group)) == 1
         walk.cancel()
         with pytest.raises(asyncio.CancelledError):
             await walk
@@ -272,24 +308,44 @@ def test_a_range_reads_back_as_itself_and_nothing_else_passes_for_one() -> None:
             Range.from_json(orjson.loads(text_), 20, 40)
 
 
+@pytest.mark.parametrize(
+    ("column", "seq"),
+    [
+        ("content", 33),
+        ("hash", 33),
+        ("prev_hash", 33),
+        ("recorded_at", 33),
+        ("version", 33),
+        ("prev_hash", 21),  # the first row of the second range
+        ("prev_hash", 1),
+        ("content", 1),
+    ],
+)
 async def test_a_null_column_is_a_mismatch_in_every_walk(
-    engine: AsyncEngine, owner_engine: AsyncEngine
+    engine: AsyncEngine, owner_engine: AsyncEngine, column: str, seq: int
 ) -> None:
     """A column whose NOT NULL someone dropped, then emptied: named at its seq, in a thread,
-    in a process and in one range, not a crash (nor a walk that never ends)."""
+    in a process and in one range, not a crash (nor a walk that never ends, nor a range
+    walked again)."""
     await _long_log(engine)
     async with owner_engine.begin() as conn:
         await conn.execute(text("ALTER TABLE audit.events DISABLE TRIGGER USER"))
-        await conn.execute(text("ALTER TABLE audit.events ALTER COLUMN content DROP NOT NULL"))
-        await conn.execute(text("UPDATE audit.events SET content = NULL WHERE seq = 33"))
-    async with engine.connect() as conn:
-        for processes_from in WALKERS.values():
-            found = await asyncio.wait_for(
-                verify_all(conn, min_range=10, processes_from=processes_from), 60
-            )
-            assert (found.ok, found.first_bad_seq, found.problem) == (False, 33, "hash mismatch")
-        found = await asyncio.wait_for(verify_all(conn), 60)
-        assert (found.ok, found.first_bad_seq, found.problem) == (False, 33, "hash mismatch")
+        await conn.execute(text(f"ALTER TABLE audit.events ALTER COLUMN {column} DROP NOT NULL"))
+        await conn.execute(text(f"UPDATE audit.events SET {column} = NULL WHERE seq = {seq}"))
+    with capture_logs() as logs:
+        async with engine.connect() as conn:
+            for processes_from in WALKERS.values():
+                found = await asyncio.wait_for(
+                    verify_all(conn, min_range=10, processes_from=processes_from), 60
+                )
+                assert (found.ok, found.first_bad_seq, found.problem) == (
+                    False,
+                    seq,
+                    "hash mismatch",
+                )
+            found = await asyncio.wait_for(verify_all(conn), 60)
+            assert (found.ok, found.first_bad_seq, found.problem) == (False, seq, "hash mismatch")
+    assert not [e for e in logs if e["event"] == "verify.walk_process_failed"]
 
 
 async def test_a_walk_that_stops_early_hands_its_connection_back(
