@@ -36,12 +36,11 @@ Revises: 0011
 Create Date: 2026-12-06
 """
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from alembic import op
+from alembic import context, op
+from alembic.script import ScriptDirectory
 
 revision = "0012"
 down_revision = "0011"
@@ -66,16 +65,9 @@ STRICT = """
         END IF;"""
 
 
-def _revision(filename: str) -> ModuleType:
-    """An earlier revision's module, for the texts it keeps."""
-    spec = importlib.util.spec_from_file_location(
-        filename.removesuffix(".py"), Path(__file__).with_name(filename)
-    )
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"revision {filename} is missing beside this one")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _revision(revision_id: str) -> ModuleType:
+    """An earlier revision's module, as Alembic loaded it, for the texts it keeps."""
+    return ScriptDirectory.from_config(context.config).get_revision(revision_id).module
 
 
 def _replaced(text: str, old: str, new: str) -> str:
@@ -159,7 +151,7 @@ UNREADABLE = (
 
 
 def upgrade() -> None:
-    r0011 = _revision("0011_append_queue.py")
+    r0011 = _revision("0011")
     functions = r0011._functions(queued=True)
     driver = op.get_bind().connection.driver_connection
     unreadable = driver.execute(UNREADABLE).fetchone()
@@ -191,7 +183,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Stored `payload` and `actor` again (filled from the content as the table is
     rewritten), the two indexes, and the functions as revision 0011 left them."""
-    r0011 = _revision("0011_append_queue.py")
+    r0011 = _revision("0011")
     driver = op.get_bind().connection.driver_connection
     driver.execute(
         "ALTER TABLE audit.events DROP COLUMN payload, DROP COLUMN actor, "

@@ -358,6 +358,10 @@ class _Batch:
         guesses = {e.stream: _SEEN.get(e.stream) for e in batch}
         return batch, guesses, plan(batch, {stream: g.state for stream, g in guesses.items()})
 
+    def guesses_meet_expected(self) -> bool:
+        """Whether the versions this process last saw are the ones the caller expects."""
+        return all(_SEEN.version(stream) == v for stream, v in self.expected.items())
+
     async def run(self, driver: Any, *, again: bool) -> bool:
         """Calls `audit.append` until the batch is written (true), or, unless `again`, until
         a guess proves stale (false; the streams are folded afresh for the next run).
@@ -367,7 +371,7 @@ class _Batch:
         for one event goes to `audit.append_one` (migration 0004); any refusal turns the
         full check on for the calls after."""
         fast = not again
-        if fast and not any(_SEEN.version(s) != v for s, v in self.expected.items()):
+        if fast and self.guesses_meet_expected():
             parts = _parts(self.events)
             if parts is not None:
                 if await self.pipelined(driver, parts):
@@ -380,7 +384,7 @@ class _Batch:
             batch, guesses, planned = self.planned(todo)
             # Without the full check only when the guesses, if they hold, already meet the
             # expected versions; the database probes the guesses either way.
-            check = not fast or any(guesses[s].version != v for s, v in self.expected.items())
+            check = not fast or not self.guesses_meet_expected()
             if not check and len(batch) == 1:
                 statement, arguments = _one_arguments(
                     self.log_id, self.content(todo[0]), guesses[batch[0].stream], batch[0], planned

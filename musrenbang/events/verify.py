@@ -83,27 +83,24 @@ async def verify_log(
     end = max(last, head_seq)
     parts = parallel if end >= min_range * parallel else 1
     bounds = [end * i // parts for i in range(parts + 1)]
+    ranges = list(itertools.pairwise(bounds))
     if parts == 1:
         results = [await walk_here(driver, log_id, 0, end)]
     else:
         info = conninfo(conn.engine.url)
-        ranges = list(itertools.pairwise(bounds))
         # The first range here, in a thread; the others in threads too, or, for a long
-        # log, in one walk's process that forks one process a range. A task group: when
-        # one walk fails, the others are cancelled (their processes killed) rather than
-        # left to walk.
+        # log, in one walk's process. A task group: when one walk fails, the others are
+        # cancelled (their processes killed) rather than left to walk.
+        apart = _walk_in_process if end >= processes_from else _walk_in_threads
         try:
             async with asyncio.TaskGroup() as group:
                 first = group.create_task(_walk_in_thread(info, log_id, *ranges[0]))
-                if end >= processes_from:
-                    rest = group.create_task(_walk_in_process(info, log_id, ranges[1:]))
-                else:
-                    rest = group.create_task(_walk_in_threads(info, log_id, ranges[1:]))
+                rest = group.create_task(apart(info, log_id, ranges[1:]))
         except BaseExceptionGroup as failed:  # the first range's error, as a walk raises it
             raise failed.exceptions[0] from None
         results = [first.result(), *rest.result()]
     prev, expected = GENESIS_HASH, 1
-    for (low, _), found in zip(itertools.pairwise(bounds), results, strict=True):
+    for (low, _), found in zip(ranges, results, strict=True):
         # the seam first: a range that starts on a broken link breaks there, whatever its
         # own walk found after it
         if found.first_prev is not None and found.first_prev != prev:
@@ -132,12 +129,32 @@ async def _walk_in_process(info: str, log_id: str, ranges: list[tuple[int, int]]
     """`ranges` walked by ``python -m musrenbang.events.walk``, which walks each in a process
     of its own. A range whose walk is not answered, or is answered with something that is
     not a walk of that range (the process cannot start, fails, or says something else), is
-    walked in a thread instead: the answer is the same either way. The connection string
-    (with its password) goes on stdin, not on the command line, which other users of the
-    machine can read. The processes are a process group of their own: a cancelled walk
-    kills them all."""
+    walked in a thread instead: the answer is the same either way."""
     job = orjson.dumps({"conninfo": info, "log_id": log_id, "ranges": ranges})
-    answers: list[Any] = []
+    answers, err = await _ask_walk(job, len(ranges))
+    walked: list[Range | None] = []
+    for (low, high), answer in zip(ranges, answers, strict=True):
+        found, problem = None, err
+        if answer is not None:
+            try:
+                found = Range.from_json(answer, low, high)
+            except ValueError as exc:
+                problem = f"{exc}; it said {str(answer)[:200]}"
+        if found is None:
+            _log.warning("verify.walk_process_failed", log_id=log_id, low=low, error=problem)
+        walked.append(found)
+    again = [r for r, found in zip(ranges, walked, strict=True) if found is None]
+    rewalked = iter(await _walk_in_threads(info, log_id, again))
+    return [found if found is not None else next(rewalked) for found in walked]
+
+
+async def _ask_walk(job: bytes, n: int) -> tuple[list[Any], str]:
+    """A walk's process's answers to `job`, one for each of its `n` ranges (None where there
+    is none), and what it said of those it did not answer. The connection string (with its
+    password) goes on stdin, not on the command line, which other users of the machine can
+    read. The processes are a process group of their own: a cancelled walk kills them all,
+    even where the walk's own process has ended and its forks have not."""
+    unanswered: list[Any] = [None] * n
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -149,41 +166,26 @@ async def _walk_in_process(info: str, log_id: str, ranges: list[tuple[int, int]]
             process_group=0,
         )
     except OSError as exc:
-        err = f"the walk's process could not start: {exc}"
-    else:
-        answered = False
-        try:
-            out, said = await process.communicate(job)
-            answered = True
-        finally:
-            # cancelled: the walks are no longer wanted, its forks' too, even where the
-            # walk's own process has ended
-            if not answered:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-        err = f"exit status {process.returncode}: {said.decode(errors='replace')[-500:]}"
-        if process.returncode == 0:
-            with contextlib.suppress(ValueError):
-                answers = orjson.loads(out)
-            if not isinstance(answers, list) or len(answers) != len(ranges):
-                err, answers = f"not a list of {len(ranges)} ranges: {out[:200]!r}", []
-            else:
-                err = f"its walk failed: {said.decode(errors='replace')[-500:]}"
-    walked: dict[int, Range] = {}
-    for k, (low, high) in enumerate(ranges):
-        problem = err
-        if k < len(answers) and answers[k] is not None:
-            try:
-                walked[k] = Range.from_json(answers[k], low, high)
-                continue
-            except ValueError as exc:
-                problem = f"{exc}; it said {str(answers[k])[:200]}"
-        _log.warning("verify.walk_process_failed", log_id=log_id, low=low, error=problem)
-    again = [k for k in range(len(ranges)) if k not in walked]
-    again_walked = await _walk_in_threads(info, log_id, [ranges[k] for k in again])
-    walked.update(zip(again, again_walked, strict=True))
-    return [walked[k] for k in range(len(ranges))]
+        return unanswered, f"the walk's process could not start: {exc}"
+    answered = False
+    try:
+        out, said = await process.communicate(job)
+        answered = True
+    finally:
+        if not answered:  # cancelled: the walks are no longer wanted
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    stderr = said.decode(errors="replace")[-500:]
+    if process.returncode != 0:
+        return unanswered, f"exit status {process.returncode}: {stderr}"
+    try:
+        answers = orjson.loads(out)
+    except ValueError:
+        answers = None
+    if not isinstance(answers, list) or len(answers) != n:
+        return unanswered, f"not a list of {n} ranges: {out[:200]!r}"
+    return answers, f"its walk failed: {stderr}"
 
 
 async def verify_all(
